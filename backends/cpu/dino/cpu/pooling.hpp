@@ -1,0 +1,5 @@
+#pragma once
+#include "dino/cpu/parallel.hpp"
+namespace dino::cpu {
+struct PoolingOps {};
+}  // namespace dino::cpu

@@ -1,0 +1,4 @@
+// The layer gradient checks of tests/gradcheck, run on the CUDA backend.
+#include <dino/cuda.hpp>
+#define DINO_TEST_BACKEND dino::Cuda
+#include "../gradcheck/linear.hpp"

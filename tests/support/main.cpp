@@ -1,0 +1,3 @@
+// The doctest runner of the CPU test executables.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
