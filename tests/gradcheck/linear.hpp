@@ -41,6 +41,36 @@ TEST_CASE_TEMPLATE("ReLU and GELU: gradients", T, float, double) {
   }, Shape{3, 7}, [] { GradcheckOptions o; o.input_std = 2.0; return o; }());
 }
 
+TEST_CASE_TEMPLATE("L2Normalize: gradients (fn) and the detached denominator (fnd)", T, float, double) {
+  using B = DINO_TEST_BACKEND;
+  gradcheck<T>([&](auto& s) {
+    using S = typename std::decay_t<decltype(s)>::scalar;
+    (void)s;
+    return std::make_unique<L2Normalize<S, B>>("fn", false);
+  }, Shape{2, 3, 5});
+  // fnd is deliberately not the true gradient: dx = dy / max(||x||, eps), the norm held constant.
+  Ctx<B> ctx;
+  L2Normalize<T, B> fnd("fnd", true);
+  Generator gen(7);
+  const auto xh = gen.normal_vector<T>(12, 0.0, 1.0), dyh = gen.normal_vector<T>(12, 0.0, 1.0);
+  auto x = Tensor<T, B>::from_host({3, 4}, xh);
+  auto dy = Tensor<T, B>::from_host({3, 4}, dyh);
+  Tensor<T, B> y, dx;
+  Saved<T, B> saved;
+  fnd.forward(ctx, x, y, saved);
+  fnd.backward(ctx, dy, dx, saved);
+  const auto dxh = dx.to_host(), yh = y.to_host();
+  for (int r = 0; r < 3; ++r) {
+    double n = 0;
+    for (int j = 0; j < 4; ++j) n += double(xh[r * 4 + j]) * xh[r * 4 + j];
+    n = std::sqrt(n);
+    for (int j = 0; j < 4; ++j) {
+      CHECK(yh[r * 4 + j] == doctest::Approx(xh[r * 4 + j] / n).epsilon(1e-6));
+      CHECK(dxh[r * 4 + j] == doctest::Approx(dyh[r * 4 + j] / n).epsilon(1e-6));
+    }
+  }
+}
+
 TEST_CASE_TEMPLATE("Identity, Flatten, Sequential and Residual: gradients", T, float, double) {
   using B = DINO_TEST_BACKEND;
   gradcheck<T>([](auto& s) {
