@@ -1,6 +1,11 @@
 // CPU GEMM and row/column reductions. GEMM goes to OpenBLAS (cblas) when DINO_USE_OPENBLAS is defined,
 // else to Eigen's product kernels; both run on the OpenMP pool.
 #pragma once
+// GCC 12 reports a false maybe-uninitialized inside its own AVX-512 intrinsics when inlining Eigen's GEMM.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <Eigen/Core>
 #include <algorithm>
 #include <vector>
@@ -136,3 +141,7 @@ struct BlasOps {
 
 }  // namespace cpu
 }  // namespace dino
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

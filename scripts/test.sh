@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what is missing, configures, builds and runs every test (the README's test command; .ci/run calls
+# it). The CUDA backend is compiled whenever nvcc is found; its tests report "skipped" without a GPU.
+#   scripts/test.sh [ctest arguments, e.g. -L gradcheck]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${DINO_BUILD_DIR:-$root/build}
+jobs=${DINO_JOBS:-$(nproc)}
+"$root/scripts/install-deps.sh"
+# nvcc lives outside PATH on some setups.
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDINO_CUDA="${DINO_CUDA:-AUTO}"
+cmake --build "$build" -j "$jobs"
+cd "$build"
+# Each test uses the 2 OpenMP threads itself, so tests run one at a time.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} ctest --output-on-failure "$@"
