@@ -57,12 +57,14 @@ struct Ctx<Cpu> : CtxBase {
 #include "dino/cpu/pooling.hpp"
 #include "dino/cpu/norm.hpp"
 #include "dino/cpu/normalize.hpp"
+#include "dino/cpu/optim.hpp"
+#include "dino/cpu/rowwise.hpp"
 
 namespace dino {
 
 // The backend type: a struct of static operations, one base per op family (backends/cpu/dino/cpu/*.hpp).
 struct Cpu : cpu::MemoryOps, cpu::BlasOps, cpu::ElementwiseOps, cpu::ConvOps, cpu::PoolingOps, cpu::NormOps,
-             cpu::NormalizeOps {
+             cpu::NormalizeOps, cpu::OptimOps, cpu::RowwiseOps {
   static constexpr const char* name = "cpu";
 };
 

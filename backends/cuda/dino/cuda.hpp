@@ -76,13 +76,15 @@ struct Ctx<Cuda> : CtxBase {
 #include "dino/cuda/pooling.cuh"
 #include "dino/cuda/norm.cuh"
 #include "dino/cuda/normalize.cuh"
+#include "dino/cuda/optim.cuh"
+#include "dino/cuda/rowwise.cuh"
 
 namespace dino {
 
 // The backend type: a struct of static operations, one base per op family (backends/cuda/dino/cuda/*.cuh,
 // each the twin of the CPU file of the same name).
 struct Cuda : cuda::MemoryOps, cuda::BlasOps, cuda::ElementwiseOps, cuda::ConvOps, cuda::PoolingOps, cuda::NormOps,
-              cuda::NormalizeOps {
+              cuda::NormalizeOps, cuda::OptimOps, cuda::RowwiseOps {
   static constexpr const char* name = "cuda";
   // Number of visible devices; 0 when there is none or no driver.
   static int device_count() {

@@ -1,0 +1,3 @@
+#include <dino/cpu.hpp>
+#define DINO_TEST_BACKEND dino::Cpu
+#include "head_loss.hpp"
