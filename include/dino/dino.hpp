@@ -1,9 +1,12 @@
-// The backend-independent library: tensors, parameter stores and every layer. Include <dino/cpu.hpp> or
-// <dino/cuda.hpp> instead of this header: they define the backend and include it.
+// The backend-independent library: tensors, parameter stores, layers, encoders, the DINO head, losses,
+// optimizers, schedules and teacher updates. Include <dino/cpu.hpp> or <dino/cuda.hpp> instead of this
+// header: they define the backend and include it. The training step, its configuration and the file formats
+// (dino/train/*, dino/io/*) are included where they are used.
 #pragma once
 #include "dino/core/backend.hpp"
 #include "dino/core/context.hpp"
 #include "dino/core/error.hpp"
+#include "dino/core/init.hpp"
 #include "dino/core/math.hpp"
 #include "dino/core/module.hpp"
 #include "dino/core/params.hpp"
@@ -20,3 +23,10 @@
 #include "dino/layers/pooling.hpp"
 #include "dino/layers/reshape.hpp"
 #include "dino/layers/sequential.hpp"
+#include "dino/encoders/registry.hpp"
+#include "dino/head/dino_head.hpp"
+#include "dino/loss/multicrop.hpp"
+#include "dino/optim/clip.hpp"
+#include "dino/optim/optimizer.hpp"
+#include "dino/optim/schedule.hpp"
+#include "dino/teacher/update.hpp"

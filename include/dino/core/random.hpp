@@ -18,6 +18,17 @@ inline std::uint64_t mix64(std::uint64_t z) {
 }
 }  // namespace detail
 
+// The purposes that separate the uses of one seed (the `purpose` of a Generator key).
+namespace purpose {
+constexpr std::uint64_t construct = 1;     // PyTorch's construction-time initialisation of the model
+constexpr std::uint64_t teacher_init = 2;  // the teacher's initialisation (--t_init_seed)
+constexpr std::uint64_t student_init = 3;  // the student's, when --s_init_seed is set
+constexpr std::uint64_t sampler = 4;       // the order of the training samples
+constexpr std::uint64_t augment = 5;       // crops and augmentations
+constexpr std::uint64_t target_noise = 6;  // label and logit noise
+constexpr std::uint64_t probe = 7;         // the probes' initialisation and shuffling
+}  // namespace purpose
+
 class Generator {
  public:
   // purpose separates independent uses of one seed (init, augmentation, noise, ...).
