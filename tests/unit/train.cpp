@@ -202,6 +202,29 @@ TEST_CASE("teacher and student initialisation (spec §5, A7)") {
   CHECK(error_of([&] { Pair p(o); }).find("--t_init") != std::string::npos);
 }
 
+TEST_CASE("teacher and student from a checkpoint (t_ckpt, s_ckpt)") {
+  InitOptions o;
+  o.s_init = "random";
+  const Pair src(o);  // student != teacher
+  io::Safetensors ckpt;
+  io::save_state(ckpt, src.student.state(), "student");
+  io::save_state(ckpt, src.teacher.state(), "teacher");
+  InitOptions c;
+  c.ckpt = &ckpt;
+  c.t_init = "s_ckpt";
+  c.s_init = "t_ckpt";
+  const Pair swapped(c);
+  CHECK(swapped.t() == src.s());
+  CHECK(swapped.s() == src.t());
+  c.t_init = "t_ckpt";
+  c.s_init = "teacher";
+  const Pair copied(c);
+  CHECK(copied.t() == src.t());
+  CHECK(copied.s() == src.t());
+  ckpt.erase("teacher.enc.conv1.weight");
+  CHECK(error_of([&] { Pair p(c); }).find("teacher.enc.conv1.weight") != std::string::npos);
+}
+
 TEST_CASE("teacher updates: EMA, copies and the BatchNorm statistics of from_student (spec §6.4-6.5)") {
   InitOptions o;
   o.s_init = "random";
