@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "../support/errors.hpp"
+
 using namespace dino;
 
 namespace {
@@ -28,18 +30,8 @@ std::unique_ptr<Encoder<T, B>> build(ModelState<T, B>& st, const std::string& na
   return make_encoder(st, o);
 }
 
-// The message of the dino::Error that f throws ("" if it throws none).
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using testing::contains;
+using testing::error_of;
 
 template <class T>
 std::vector<T> entry_values(ModelState<T, B>& st, const std::string& name) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "../support/errors.hpp"
+
 namespace dino {
 namespace {
 
@@ -19,18 +21,8 @@ std::vector<std::string> names_of(const std::vector<Entry>& entries) {
   return out;
 }
 
-// The message of the dino::Error that f throws ("" if none).
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using testing::contains;
+using testing::error_of;
 
 HeadOptions small_options() {
   HeadOptions o;

@@ -9,21 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "../support/errors.hpp"
+
 namespace dino {
 namespace {
 
 using B = Cpu;
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using testing::contains;
+using testing::error_of;
 
 std::vector<Index> iota(Index n) {
   std::vector<Index> v;

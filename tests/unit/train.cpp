@@ -10,6 +10,8 @@
 #include "dino/teacher/init.hpp"
 #include "dino/train/replay.hpp"
 
+#include "../support/errors.hpp"
+
 namespace dino {
 namespace {
 
@@ -21,14 +23,7 @@ Config from_json(const std::string& text, const std::set<std::string>& extra = {
   return c;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST_CASE("config: the testbed's defaults (spec §17, A2)") {
   const Config c;
