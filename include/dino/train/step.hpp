@@ -77,6 +77,13 @@ class DinoTrainer {
     frozen_ = student_.head().last_layer_lin2_params();
   }
 
+  // Where a resumed run continues: after `micro_steps` micro-batches (a whole number of optimizer steps).
+  void restore_position(std::int64_t micro_steps) {
+    DINO_CHECK(micro_steps >= 0 && micro_steps % batchaccum_ == 0, "cannot resume after ", micro_steps,
+               " micro-batches: not a whole number of optimizer steps (batchaccum ", batchaccum_, ")");
+    micro_step_ = micro_steps;
+    global_step_ = micro_steps / batchaccum_;
+  }
   std::int64_t global_step() const { return global_step_; }
   std::int64_t micro_step() const { return micro_step_; }
   std::int64_t epoch() const { return global_step_ / spe_; }
