@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      fail("--config '", a.config, "' is not valid JSON: ", e.what());
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("--config '", a.config, "' is not valid JSON (syntax error at byte ", e.byte, ")");
     }
     Config cfg;
     ConfigJsonReader::read_into(cfg, j, a.config, {"steps_per_epoch"});

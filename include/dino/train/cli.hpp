@@ -288,8 +288,8 @@ inline CommandLine parse_command_line(const std::vector<std::string>& args,
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      usage("--from_json: '", out.from_json, "' is not valid JSON (", e.what(), ")");
+    } catch (const nlohmann::json::parse_error& e) {
+      usage("--from_json: '", out.from_json, "' is not valid JSON (syntax error at byte ", e.byte, ")");
     }
     try {
       ConfigJsonReader::read_into(out.config, j, out.from_json);
