@@ -2,6 +2,7 @@
 // every member for double and for Cuda, also the members no test calls). The including file defines
 // DINO_TEST_BACKEND; the list grows with the library.
 #pragma once
+#include "dino/probe/prober.hpp"
 #include "dino/train/step.hpp"
 
 #define DINO_INSTANTIATE_ALL(T, B)                \
@@ -32,7 +33,8 @@
   template class dino::MulticropLoss<T, B>;       \
   template class dino::Optimizer<T, B>;           \
   template class dino::DinoModel<T, B>;           \
-  template class dino::DinoTrainer<T, B>;
+  template class dino::DinoTrainer<T, B>;         \
+  template class dino::probe::LinearProbe<T, B>;
 
 DINO_INSTANTIATE_ALL(float, DINO_TEST_BACKEND)
 DINO_INSTANTIATE_ALL(double, DINO_TEST_BACKEND)

@@ -105,10 +105,7 @@ class DinoTrainer {
     StepResult r;
     r.sched = scheduled(global_step_);
     const ScheduledValues& v = r.sched;
-    teacher_.head().cmom = T(v.t_cmom);
-    student_.head().cmom = T(v.s_cmom);
-    teacher_.head().temp = T(v.t_temp);
-    student_.head().temp = T(v.s_temp);
+    apply_schedules(global_step_);
 
     student_.train(true);
     teacher_.train(!c_.t_eval);
@@ -151,6 +148,34 @@ class DinoTrainer {
     ++micro_step_;
     if (last_micro) ++global_step_;
     return r;
+  }
+
+  // Sets the heads' temperatures and centring momenta to the schedules' values at optimizer step `step`
+  // (spec A6: also for the validation that precedes training, which therefore sees step 0's values).
+  void apply_schedules(std::int64_t step) {
+    const ScheduledValues v = scheduled(step);
+    teacher_.head().cmom = T(v.t_cmom);
+    student_.head().cmom = T(v.s_cmom);
+    teacher_.head().temp = T(v.t_temp);
+    student_.head().temp = T(v.s_temp);
+  }
+
+  // One validation batch (spec §6.3, §9.5): both networks in eval mode, no gradients, no centre updates, the
+  // current temperatures. Returns the loss values; the passes hold the outputs afterwards.
+  LossValues evaluate(Ctx<B>& ctx, const std::vector<const TensorT*>& crops, const StepTargets<T, B>& targets = {}) {
+    DINO_CHECK(crops.size() == mc_.crops.size(), "a batch of ", crops.size(), " crops for --mc ", c_.mc, ", which has ",
+               mc_.crops.size());
+    NoGrad<Ctx<B>> no_grad(ctx);
+    student_.train(false);
+    teacher_.train(false);
+    teacher_.forward(ctx, select(crops, mc_.teacher_idx()), false, teacher_pass_);
+    student_.forward(ctx, select(crops, mc_.student_idx()), false, student_pass_);
+    if (c_.s_mode == "supervised") {
+      DINO_CHECK(!targets.labels.empty() || targets.logits != nullptr, "s_mode supervised needs targets in every batch");
+      return targets.logits ? loss_.compute(ctx, student_pass_.logits, *targets.logits)
+                            : loss_.compute(ctx, student_pass_.logits, targets.labels);
+    }
+    return loss_.compute(ctx, student_pass_.logits, teacher_pass_.logits);
   }
 
   // The end of a training epoch (spec §9.4): the prev_epoch copy when due. The caller runs it after the

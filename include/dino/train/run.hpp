@@ -1,0 +1,286 @@
+// A training run (the testbed's dino.py main with its Lightning loop, spec §9): datasets and loaders, the
+// teacher/student initialisation, validation and probing before, during (--validation_freq) and after
+// training, the per-step metrics (§11: train/*, hparams/*), the end-of-epoch teacher copy, checkpoints and
+// the metric files of the results folder. The `dino` command drives it.
+#pragma once
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dino/data/datasets.hpp"
+#include "dino/data/loader.hpp"
+#include "dino/io/checkpoint.hpp"
+#include "dino/io/metrics.hpp"
+#include "dino/probe/prober.hpp"
+#include "dino/teacher/init.hpp"
+#include "dino/train/step.hpp"
+
+namespace dino {
+
+// What a run prints while it trains (the progress bar lives in the command, not here).
+struct RunCallbacks {
+  std::function<void(std::int64_t epoch, std::int64_t step_in_epoch, std::int64_t steps, const StepResult&)> on_step;
+  std::function<void(const std::string& when, const std::map<std::string, double>& metrics)> on_validation;
+};
+
+template <class T, class B>
+class TrainingRun {
+  DINO_CHECK_TEMPLATE_ARGS(T, B);
+
+ public:
+  using TensorT = Tensor<T, B>;
+
+  // c must have its seed resolved; logdir is created.
+  TrainingRun(const Config& c, std::string logdir, RunCallbacks callbacks = {})
+      : c_(c), logdir_(std::move(logdir)), cb_(std::move(callbacks)), mc_(multicrop_preset(c.mc)) {
+    DINO_CHECK(c.seed.has_value(), "a run needs a resolved seed");
+    c_.validate();
+    seed_ = static_cast<std::uint64_t>(*c.seed);
+    const std::string data_dir = resolve_data_dir(c.data_dir);
+    train_set_ = load_dataset(c.dataset, Split::train, data_dir);
+    test_set_ = load_dataset(c.dataset, Split::test, data_dir);
+    student_ = std::make_unique<DinoModel<T, B>>(model_options(c, mc_.crops[0].size));
+    teacher_ = std::make_unique<DinoModel<T, B>>(model_options(c, mc_.crops[0].size));
+    std::unique_ptr<io::Safetensors> ckpt;
+    if (!c.ckpt_path.empty()) ckpt = std::make_unique<io::Safetensors>(io::Safetensors::load(c.ckpt_path));
+    init_student_teacher(*student_, *teacher_, init_options(c, seed_, ckpt.get()));
+
+    train_loader_ = std::make_unique<Loader<T>>(train_set_, train_loader_spec(c, train_set_, seed_));
+    const std::int64_t batches = train_loader_->steps_per_epoch();
+    batchaccum_ = c.batchaccum == -1 ? batches : c.batchaccum;
+    DINO_CHECK(batches % batchaccum_ == 0, "--batchaccum ", batchaccum_, " does not divide the ", batches,
+               " training batches of an epoch (steps per epoch must be a whole number)");
+    trainer_ = std::make_unique<DinoTrainer<T, B>>(c, *student_, *teacher_, batchaccum_, batches / batchaccum_);
+    std::filesystem::create_directories(logdir_);
+    metrics_ = std::make_unique<io::MetricsLogger>(logdir_);
+  }
+
+  DinoModel<T, B>& student() { return *student_; }
+  DinoModel<T, B>& teacher() { return *teacher_; }
+  DinoTrainer<T, B>& trainer() { return *trainer_; }
+  const ImageSet& train_set() const { return train_set_; }
+  const ImageSet& test_set() const { return test_set_; }
+  std::int64_t batchaccum() const { return batchaccum_; }
+
+  // Trains for --n_epochs / --n_steps (whichever ends first), validating before, during and after.
+  void fit() {
+    trainer_->apply_schedules(0);
+    validate_and_probe("start");
+    const std::int64_t spe = trainer_->steps_per_epoch();
+    bool stop = false;
+    for (std::int64_t e = 0; !stop && (c_.n_epochs < 0 || e < c_.n_epochs); ++e) {
+      train_loader_->start(e);
+      std::int64_t b = 0;
+      while (const Batch<T>* batch = train_loader_->next()) {
+        train_batch(*batch, e, b++, spe * batchaccum_);
+        if (c_.n_steps >= 0 && trainer_->global_step() >= c_.n_steps && trainer_->micro_step() % batchaccum_ == 0) {
+          stop = true;
+          break;
+        }
+      }
+      const bool due = !c_.validation_freq.is_float && c_.validation_freq.value > 0 &&
+                       (e + 1) % static_cast<std::int64_t>(c_.validation_freq.value) == 0;
+      if (due && !stop) validate_and_probe("epoch");
+      trainer_->end_epoch(e);
+      save_checkpoint("last.safetensors", e + 1);
+      if (c_.stop_on_non_finite && !all_finite()) stop = true;
+    }
+    validate_and_probe("end");
+    metrics_->close();
+  }
+
+ private:
+  void train_batch(const Batch<T>& batch, std::int64_t epoch, std::int64_t b, std::int64_t micro_per_epoch) {
+    crops_.resize(batch.crops.size());
+    std::vector<const TensorT*> ptrs;
+    for (std::size_t i = 0; i < batch.crops.size(); ++i) {
+      crops_[i].resize(batch.crop_shape(i));
+      B::copy_from_host(crops_[i].data(), batch.crops[i].data.data(), crops_[i].numel());
+      ptrs.push_back(&crops_[i]);
+    }
+    StepTargets<T, B> targets;
+    if (c_.s_mode == "supervised") {
+      if (batch.has_logits()) {
+        target_logits_.resize({batch.size, batch.logit_dim});
+        B::copy_from_host(target_logits_.data(), batch.logits.data(), target_logits_.numel());
+        targets.logits = &target_logits_;
+      } else {
+        targets.labels = batch.labels;
+      }
+    }
+    const std::int64_t micro = trainer_->micro_step();
+    const StepResult r = trainer_->step(ctx_, ptrs, targets);
+    if (cb_.on_step) cb_.on_step(epoch, b, micro_per_epoch, r);
+    if (micro % c_.log_every == 0) metrics_->log(trainer_->global_step(), epoch, step_metrics(r));
+  }
+
+  // train/* and hparams/* of one step (spec §11: MetricsTracker, PerCropEntropyTracker, HParamTracker).
+  std::map<std::string, double> step_metrics(const StepResult& r) const {
+    std::map<std::string, double> m = loss_metrics("train", r.loss);
+    m["hparams/lr"] = r.lr_used;
+    m["hparams/wd"] = r.sched.wd;
+    m["hparams/t_mom"] = r.sched.t_mom;
+    m["hparams/t_cmom"] = r.sched.t_cmom;
+    m["hparams/s_cmom"] = r.sched.s_cmom;
+    m["hparams/t_temp"] = r.sched.t_temp;
+    m["hparams/s_temp"] = r.sched.s_temp;
+    const auto& buf = teacher_->state().buffers;
+    const Entry& cent = buf.entry(teacher_->head().cent_id());
+    const std::vector<T> all = buf.values().to_host();
+    double sum = 0, sq = 0;
+    for (Index i = 0; i < cent.shape.numel(); ++i) {
+      const double v = all[static_cast<std::size_t>(cent.offset + i)];
+      sum += v, sq += v * v;
+    }
+    m["hparams/t_cent.norm()"] = std::sqrt(sq);
+    m["hparams/t_cent.mean()"] = sum / static_cast<double>(cent.shape.numel());
+    if (r.optimizer_step && std::isfinite(r.grad_norm)) m["params/norm(grad)"] = r.grad_norm;
+    return m;
+  }
+
+  std::map<std::string, double> loss_metrics(const std::string& prefix, const LossValues& v) const {
+    std::map<std::string, double> m;
+    m[prefix + "/loss"] = v.loss;
+    if (c_.loss == "MSE") {
+      m[prefix + "/MSE"] = v.MSE;
+      return m;
+    }
+    // Part A4: every classification loss logs CE, KL and the entropies.
+    m[prefix + "/CE"] = v.CE;
+    m[prefix + "/KL"] = v.KL;
+    m[prefix + "/H_preds"] = v.H_pred;
+    m[prefix + "/H_targs"] = v.H_targ;
+    const auto s_idx = mc_.student_idx(), t_idx = mc_.teacher_idx();
+    for (std::size_t i = 0; i < v.H_preds.size() && i < s_idx.size(); ++i)
+      m[prefix + "/H_preds/" + mc_.crops[static_cast<std::size_t>(s_idx[i])].name] = v.H_preds[i];
+    if (v.H_targs.size() == t_idx.size())
+      for (std::size_t i = 0; i < t_idx.size(); ++i)
+        m[prefix + "/H_targs/" + mc_.crops[static_cast<std::size_t>(t_idx[i])].name] = v.H_targs[i];
+    return m;
+  }
+
+  // valid/* (epoch means over the test split, spec §9.5) and probe/* (§10, every --probe_every validations).
+  void validate_and_probe(const std::string& when) {
+    if (!c_.validation_freq.is_float && c_.validation_freq.value == 0) return;
+    std::map<std::string, double> sums;
+    std::int64_t n = 0;
+    Loader<T> valid(test_set_, valid_loader_spec(c_, test_set_, seed_));
+    valid.start(0);
+    while (const Batch<T>* batch = valid.next()) {
+      crops_.resize(batch->crops.size());
+      std::vector<const TensorT*> ptrs;
+      for (std::size_t i = 0; i < batch->crops.size(); ++i) {
+        crops_[i].resize(batch->crop_shape(i));
+        B::copy_from_host(crops_[i].data(), batch->crops[i].data.data(), crops_[i].numel());
+        ptrs.push_back(&crops_[i]);
+      }
+      StepTargets<T, B> targets;
+      if (c_.s_mode == "supervised") {
+        if (batch->has_logits()) {
+          target_logits_.resize({batch->size, batch->logit_dim});
+          B::copy_from_host(target_logits_.data(), batch->logits.data(), target_logits_.numel());
+          targets.logits = &target_logits_;
+        } else {
+          targets.labels = batch->labels;
+        }
+      }
+      const LossValues v = trainer_->evaluate(ctx_, ptrs, targets);
+      for (const auto& [k, x] : loss_metrics("valid", v)) sums[k] += x * static_cast<double>(batch->size);
+      n += batch->size;
+    }
+    std::map<std::string, double> m;
+    for (const auto& [k, x] : sums) m[k] = x / static_cast<double>(n);
+    ++validations_;
+    if (c_.probe_every > 0 && ((validations_ - 1) % c_.probe_every == 0 || when == "end"))
+      for (const auto& [k, x] : probes()) m[k] = x;
+    metrics_->log(trainer_->global_step(), trainer_->epoch(), m);
+    if (cb_.on_validation) cb_.on_validation(when, m);
+  }
+
+  // Embeddings [N, E] of a whole split through an encoder in eval mode, with the eval transform (Resize(S0)).
+  void embed(Encoder<T, B>& enc, const ImageSet& set, TensorT& out, std::vector<std::int64_t>& labels) {
+    Loader<T> loader(set, eval_loader_spec(c_, set));
+    loader.start(0);
+    const Index e = enc.embed_dim();
+    std::vector<T> feats;
+    labels.clear();
+    feats.reserve(static_cast<std::size_t>(set.n * e));
+    NoGrad<Ctx<B>> no_grad(ctx_);
+    const bool was_training = enc.training();
+    enc.train(false);
+    TensorT x, y;
+    Saved<T, B> saved;
+    while (const Batch<T>* b = loader.next()) {
+      x.resize(b->crop_shape(0));
+      B::copy_from_host(x.data(), b->crops[0].data.data(), x.numel());
+      enc.forward(ctx_, x, y, saved);
+      const auto h = y.to_host();
+      feats.insert(feats.end(), h.begin(), h.end());
+      labels.insert(labels.end(), b->labels.begin(), b->labels.end());
+    }
+    enc.train(was_training);
+    out = TensorT::from_host({static_cast<Index>(labels.size()), e}, feats);
+  }
+
+  std::map<std::string, double> probes() {
+    probe::ProbeOptions o;
+    o.n_classes = train_set_.info.classes;
+    o.epochs = c_.probing_epochs;
+    o.k = c_.probing_k;
+    o.batch_size = c_.bs_eval;
+    o.normalize = c_.normalize_probe;
+    // Without --prober_seed each probe gets a fresh seed (spec §10); derived from the run seed and the count
+    // of validations so far, so that a run stays reproducible from --seed (A7).
+    o.seed = c_.prober_seed ? static_cast<std::uint64_t>(*c_.prober_seed)
+                            : Generator(seed_, purpose::probe, static_cast<std::uint64_t>(validations_)).next_u64();
+    if (o.epochs <= 0 && o.k <= 0) return {};
+    probe::ProbeFeatures<T, B> f[2];
+    DinoModel<T, B>* nets[2] = {student_.get(), teacher_.get()};
+    for (int i = 0; i < 2; ++i) {
+      embed(nets[i]->encoder(), train_set_, f[i].train, f[i].train_labels);
+      embed(nets[i]->encoder(), test_set_, f[i].valid, f[i].valid_labels);
+    }
+    return probe::probe_metrics(ctx_, f[0], f[1], o);
+  }
+
+  bool all_finite() const {
+    for (const DinoModel<T, B>* net : {student_.get(), teacher_.get()})
+      for (T v : net->state().params.values().to_host())
+        if (!std::isfinite(static_cast<double>(v))) return false;
+    return true;
+  }
+
+  void save_checkpoint(const std::string& name, std::int64_t epochs_done) {
+    io::CheckpointMeta meta;
+    meta.trainer = {{"epoch", epochs_done},
+                    {"global_step", trainer_->global_step()},
+                    {"micro_step", trainer_->micro_step()},
+                    {"seed", seed_}};
+    meta.config = to_json(c_);
+    io::save_checkpoint(logdir_ + "/" + name, student_->state(), teacher_->state(), trainer_->optimizer(), meta);
+  }
+
+  Config c_;
+  std::string logdir_;
+  RunCallbacks cb_;
+  MultiCrop mc_;
+  std::uint64_t seed_ = 0;
+  ImageSet train_set_, test_set_;
+  std::unique_ptr<DinoModel<T, B>> student_, teacher_;
+  std::unique_ptr<Loader<T>> train_loader_;
+  std::int64_t batchaccum_ = 1;
+  std::unique_ptr<DinoTrainer<T, B>> trainer_;
+  std::unique_ptr<io::MetricsLogger> metrics_;
+  Ctx<B> ctx_;
+  std::vector<TensorT> crops_;
+  TensorT target_logits_;
+  std::int64_t validations_ = 0;
+};
+
+}  // namespace dino
