@@ -207,20 +207,26 @@ struct CommandLine {
   std::set<std::string> given;  // the keys set on the command line
 };
 
-// Every flag of Config, for --help and the README's table.
-inline std::vector<cli_detail::FlagInfo> cli_flags() {
+// Every flag of Config but the keys in `without` (what a program does not offer), for --help and the
+// README's table.
+inline std::vector<cli_detail::FlagInfo> cli_flags(const std::set<std::string>& without = {}) {
   cli_detail::FlagCollector c;
   Config{}.visit(c);
-  return c.flags;
+  std::vector<cli_detail::FlagInfo> out;
+  for (auto& f : c.flags)
+    if (!without.count(f.key)) out.push_back(std::move(f));
+  return out;
 }
 
 // Parses argv[1..] (without the program name) into a CommandLine; throws UsageError on any mistake.
 // `extra_flags` are accepted flags that take one value and land in `extra` (e.g. --resume).
+// Keys in `without` are not flags (an unrecognized argument on the command line, an unknown key in JSON).
 inline CommandLine parse_command_line(const std::vector<std::string>& args,
                                       const std::set<std::string>& extra_flags = {},
-                                      std::map<std::string, std::string>* extra = nullptr) {
+                                      std::map<std::string, std::string>* extra = nullptr,
+                                      const std::set<std::string>& without = {}) {
   using cli_detail::usage;
-  const auto flags = cli_flags();
+  const auto flags = cli_flags(without);
   std::set<std::string> names{"from_json", "help"};
   for (const auto& f : flags) names.insert(f.key);
   for (const auto& e : extra_flags) names.insert(e);
@@ -291,6 +297,15 @@ inline CommandLine parse_command_line(const std::vector<std::string>& args,
     } catch (const nlohmann::json::parse_error& e) {
       usage("--from_json: '", out.from_json, "' is not valid JSON (syntax error at byte ", e.byte, ")");
     }
+    // A key the program does not offer is accepted only with its default value (configurations written for
+    // the testbed list every key).
+    const nlohmann::json defaults = to_json(Config{});
+    for (const auto& k : without)
+      if (j.is_object() && j.contains(k)) {
+        if (j[k] != defaults[k])
+          usage("--from_json: '", out.from_json, "': key '", k, "' = ", j[k].dump(), " is not supported by this program");
+        j.erase(k);
+      }
     try {
       ConfigJsonReader::read_into(out.config, j, out.from_json);
     } catch (const Error& e) {
@@ -316,13 +331,14 @@ inline CommandLine parse_command_line(const std::vector<std::string>& args,
 }
 
 // The --help text: usage line, then every flag by group with its choices and default.
-inline std::string cli_help(const std::string& program, const std::string& description) {
+inline std::string cli_help(const std::string& program, const std::string& description,
+                            const std::set<std::string>& without = {}) {
   std::ostringstream os;
   os << "usage: " << program << " [--from_json FILE] [--KEY VALUE ...]\n\n" << description << "\n\n";
   os << "  -h, --help            show this help and exit\n";
   os << "  --from_json FILE      load a JSON configuration first; flags given here override it\n";
   std::string group;
-  for (const auto& f : cli_flags()) {
+  for (const auto& f : cli_flags(without)) {
     if (f.group != group) os << "\n" << (group = f.group) << ":\n";
     std::string meta = f.is_switch_flag ? "" : f.choices.empty() ? " " + f.key : " {" + config_detail::join(f.choices, ",") + "}";
     if (f.list && !f.is_switch_flag) meta += " ...";

@@ -3,6 +3,7 @@
 // training, the per-step metrics (§11: train/*, hparams/*), the end-of-epoch teacher copy, checkpoints and
 // the metric files of the results folder. The `dino` command drives it.
 #pragma once
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "dino/data/loader.hpp"
 #include "dino/io/checkpoint.hpp"
 #include "dino/io/metrics.hpp"
+#include "dino/io/svg_plot.hpp"
 #include "dino/probe/prober.hpp"
 #include "dino/teacher/init.hpp"
 #include "dino/train/step.hpp"
@@ -73,12 +75,19 @@ class TrainingRun {
     trainer_->apply_schedules(0);
     validate_and_probe("start");
     const std::int64_t spe = trainer_->steps_per_epoch();
+    // A float --validation_freq f validates every floor(f * total) training batches (spec §1.2).
+    std::int64_t every = 0;
+    if (c_.validation_freq.is_float) {
+      const std::int64_t total = trainer_->schedule_length() * batchaccum_;
+      every = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::floor(c_.validation_freq.value * static_cast<double>(total))));
+    }
     bool stop = false;
     for (std::int64_t e = 0; !stop && (c_.n_epochs < 0 || e < c_.n_epochs); ++e) {
       train_loader_->start(e);
       std::int64_t b = 0;
       while (const Batch<T>* batch = train_loader_->next()) {
         train_batch(*batch, e, b++, spe * batchaccum_);
+        if (every > 0 && trainer_->micro_step() % every == 0) validate_and_probe("step");
         if (c_.n_steps >= 0 && trainer_->global_step() >= c_.n_steps && trainer_->micro_step() % batchaccum_ == 0) {
           stop = true;
           break;
@@ -91,8 +100,14 @@ class TrainingRun {
       save_checkpoint("last.safetensors", e + 1);
       if (c_.stop_on_non_finite && !all_finite()) stop = true;
     }
-    validate_and_probe("end");
+    // The validation after fit (skipped when nothing was trained: it would repeat the first one).
+    if (trainer_->micro_step() > 0) validate_and_probe("end");
     metrics_->close();
+    // plot.svg: the loss, the entropies and the probe accuracies over training.
+    io::write_svg_plot(logdir_ + "/plot.svg", io::MetricsLogger::read_jsonl(logdir_ + "/metrics.jsonl"),
+                       {{"loss", {"train/loss", "valid/loss"}},
+                        {"entropies", {"train/H_preds", "train/H_targs"}},
+                        {"probe accuracy", {"probe/student", "probe/teacher", "probe/student/knn", "probe/teacher/knn"}}});
   }
 
  private:
