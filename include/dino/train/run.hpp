@@ -72,7 +72,7 @@ class TrainingRun {
 
   // Trains for --n_epochs / --n_steps (whichever ends first), validating before, during and after.
   void fit() {
-    trainer_->apply_schedules(0);
+    if (trainer_->schedule_length() > 0) trainer_->apply_schedules(0);  // none without any training step
     validate_and_probe("start");
     const std::int64_t spe = trainer_->steps_per_epoch();
     // A float --validation_freq f validates every floor(f * total) training batches (spec §1.2).

@@ -4,6 +4,7 @@
 // teacher update. Gradient accumulation (§7.6): each call is one micro-batch; the optimizer steps after every
 // batchaccum-th one, the EMA after every one.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -90,7 +91,13 @@ class DinoTrainer {
   std::int64_t steps_per_epoch() const { return spe_; }
   const MultiCrop& multicrop() const { return mc_; }
   Optimizer<T, B>& optimizer() { return optimizer_; }
-  std::int64_t schedule_length() const { return lr_.size(); }
+  // The optimizer steps every schedule has a value for (a CatSched with an int split can be longer than the
+  // run, spec §8.3).
+  std::int64_t schedule_length() const {
+    std::int64_t n = lr_.size();
+    for (const Schedule* s : {&t_mom_, &t_cmom_, &s_cmom_, &t_temp_, &s_temp_, &wd_}) n = std::min(n, s->size());
+    return n;
+  }
 
   ScheduledValues scheduled(std::int64_t step) const {
     const auto r = [](double v) { return static_cast<double>(static_cast<T>(v)); };
