@@ -17,6 +17,8 @@
 
 #include "dino/data/datasets.hpp"
 
+#include "../support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using dino::DatasetInfo;
 using dino::ImageSet;
@@ -25,22 +27,7 @@ using Bytes = std::vector<std::uint8_t>;
 
 namespace {
 
-// A fresh folder per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int count = 0;
-    dir = fs::temp_directory_path() /
-          ("dino-readers-" + std::to_string(static_cast<long>(::getpid())) + "-" + std::to_string(count++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
+using TempDir = dino::testing::TempDir;
 
 void write_file(const std::string& path, const Bytes& bytes) {
   fs::create_directories(fs::path(path).parent_path());

@@ -21,6 +21,8 @@
 #include "dino/io/npy.hpp"
 #include "dino/io/tfevents.hpp"
 
+#include "../support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using dino::io::MetricsLogger;
 using dino::testing::contains;
@@ -32,22 +34,7 @@ namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 const double kInf = std::numeric_limits<double>::infinity();
 
-// A fresh folder per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int count = 0;
-    dir = fs::temp_directory_path() /
-          ("dino_metrics_" + std::to_string(static_cast<long>(::getpid())) + "_" + std::to_string(count++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
+using TempDir = dino::testing::TempDir;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

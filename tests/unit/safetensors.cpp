@@ -16,6 +16,8 @@
 #include "dino/core/random.hpp"
 #include "dino/io/safetensors.hpp"
 
+#include "../support/temp_dir.hpp"
+
 namespace fs = std::filesystem;
 using dino::Index;
 using dino::io::DType;
@@ -24,22 +26,7 @@ using dino::io::TensorData;
 
 namespace {
 
-// A fresh folder per test case, removed afterwards.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static int count = 0;
-    dir = fs::temp_directory_path() /
-          ("dino_safetensors_" + std::to_string(static_cast<long>(::getpid())) + "_" + std::to_string(count++));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
+using TempDir = dino::testing::TempDir;
 
 std::vector<std::uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -1,6 +1,5 @@
 // NumPy .npy files of 2-D float32 tables (spec A11: `--save_features` tables, read by np.load; never pickle),
-// written atomically, and their reader for tests. Also write_file_atomic, the temporary-file-and-rename write
-// that the other small result files (metrics.csv rewrites, summary.json) share.
+// written atomically, and their reader for tests.
 #pragma once
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -18,52 +17,9 @@
 #include <vector>
 
 #include "dino/core/error.hpp"
+#include "dino/io/file.hpp"
 
 namespace dino::io {
-
-namespace npy_detail {
-inline bool write_all(int fd, const char* buf, std::size_t n) {
-  while (n > 0) {
-    const ssize_t k = ::write(fd, buf, n);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    buf += k;
-    n -= static_cast<std::size_t>(k);
-  }
-  return true;
-}
-}  // namespace npy_detail
-
-// Replaces the file at path by bytes: writes "<path>.tmp.<pid>", renames it over path, so a reader (or a crash)
-// sees the old file or the new one, never a part. durable: also fsync the file before the rename and the folder
-// after it (survives power loss; costs milliseconds, so per-step rewrites pass false). Errors name path.
-inline void write_file_atomic(const std::string& path, const std::string& bytes, bool durable = true) {
-  const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  DINO_CHECK(fd >= 0, "cannot write '", path, "': creating '", tmp, "' failed: ", std::strerror(errno));
-  std::string err;
-  if (!npy_detail::write_all(fd, bytes.data(), bytes.size())) err = std::string("write: ") + std::strerror(errno);
-  if (err.empty() && durable && ::fsync(fd) != 0) err = std::string("fsync: ") + std::strerror(errno);
-  if (::close(fd) != 0 && err.empty()) err = std::string("close: ") + std::strerror(errno);
-  if (err.empty() && ::rename(tmp.c_str(), path.c_str()) != 0) err = std::string("rename: ") + std::strerror(errno);
-  if (!err.empty()) {
-    ::unlink(tmp.c_str());
-    fail("cannot write '", path, "': ", err);
-  }
-  if (!durable) return;
-  // The rename is durable only once the folder's entry is on disk; EINVAL: the filesystem cannot sync folders.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int rc = ::fsync(dfd);
-    const int e = errno;
-    ::close(dfd);
-    DINO_CHECK(rc == 0 || e == EINVAL, "wrote '", path, "' but syncing its folder failed: ", std::strerror(e));
-  }
-}
 
 // The bytes of a .npy file (format 1.0) holding a C-order little-endian float32 array [rows, cols]: magic
 // "\x93NUMPY", version 1 0, uint16 header length, the header dict as np.save writes it padded with spaces and

@@ -22,6 +22,7 @@
 
 #include "dino/core/error.hpp"
 #include "dino/core/shape.hpp"
+#include "dino/io/file.hpp"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "dino/io/safetensors.hpp reads and writes little-endian data in place: it needs a little-endian host"
@@ -167,20 +168,6 @@ bool convert_all(const TensorData& t, std::vector<T>& out) {
     S v;
     std::memcpy(&v, t.bytes.data() + i * sizeof(S), sizeof(S));
     if (!convert_value(v, out[i])) return false;
-  }
-  return true;
-}
-
-// Writes all of buf, retrying interrupted and partial writes.
-inline bool write_all(int fd, const std::uint8_t* buf, std::size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, buf, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    buf += w;
-    n -= static_cast<std::size_t>(w);
   }
   return true;
 }
@@ -471,28 +458,7 @@ class Safetensors {
   // the temporary file is removed, an existing file at path is left as it was, and dino::Error names path.
   void save(const std::string& path) const {
     const std::vector<std::uint8_t> bytes = serialize();
-    const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    DINO_CHECK(fd >= 0, "cannot save '", path, "': creating '", tmp, "' failed: ", std::strerror(errno));
-    std::string err;
-    if (!detail::write_all(fd, bytes.data(), bytes.size())) err = std::string("write: ") + std::strerror(errno);
-    if (err.empty() && ::fsync(fd) != 0) err = std::string("fsync: ") + std::strerror(errno);
-    if (::close(fd) != 0 && err.empty()) err = std::string("close: ") + std::strerror(errno);
-    if (err.empty() && ::rename(tmp.c_str(), path.c_str()) != 0) err = std::string("rename: ") + std::strerror(errno);
-    if (!err.empty()) {
-      ::unlink(tmp.c_str());
-      fail("cannot save '", path, "': ", err);
-    }
-    // The rename is durable only once the folder's entry is on disk; EINVAL: the filesystem cannot sync folders.
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      const int rc = ::fsync(dfd);
-      const int e = errno;
-      ::close(dfd);
-      DINO_CHECK(rc == 0 || e == EINVAL, "saved '", path, "' but syncing its folder failed: ", std::strerror(e));
-    }
+    write_file_atomic(path, bytes.data(), bytes.size());
   }
 
   // "__metadata__": free-form string pairs (spec A10: format = pt, optimizer and trainer state as JSON).
