@@ -308,7 +308,7 @@ TEST_CASE("safetensors: saving is atomic") {
   } catch (const dino::Error& e) {
     msg = e.what();
   }
-  CHECK(msg.find("cannot save '" + folder + "'") != std::string::npos);
+  CHECK(msg.find("cannot write '" + folder + "'") != std::string::npos);
   CHECK(msg.find("rename") != std::string::npos);
   CHECK(fs::is_directory(folder));
   CHECK(fs::exists(inside));
