@@ -18,4 +18,5 @@ baseline=$("$dino" --from_json "$root/configs/demo.json" --enc Flatten --n_epoch
 echo "== DINO on Fashion-MNIST (configs/demo.json)"
 "$dino" --from_json "$root/configs/demo.json" "$@" | tee "$build/demo.out"
 echo
-echo "raw-pixel baseline: ${baseline#  student: }"
+baseline=${baseline#  student: }
+echo "raw-pixel baseline: ${baseline%%  linear*}"
