@@ -19,10 +19,7 @@ namespace {
 
 using namespace dino;
 
-// Keys of the testbed that this command does not offer yet: they are not flags (and in a JSON file only
-// their default values are accepted).
-const std::set<std::string> kNotOffered = {"save_ckpt", "save_features", "save_paramstats", "track_feathist",
-                                           "track_gradvar"};
+const std::set<std::string>& kNotOffered = dino_keys_not_offered();
 
 std::string run_id() {
   const std::time_t now = std::time(nullptr);

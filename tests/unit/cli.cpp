@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -161,6 +162,19 @@ TEST_CASE("cli: --help lists every flag with its choices and default") {
   for (const auto& f : cli_flags()) CHECK(h.find("--" + f.key) != std::string::npos);
   CHECK(h.find("{adamw,adam,sgd}") != std::string::npos);
   CHECK(h.find("(default: CatSched(LinSched(0.0, 0.0005), CosSched(0.0005, 1e-06), 10))") != std::string::npos);
+}
+
+TEST_CASE("cli: the README's flag table is the parser's") {
+  std::ifstream f(std::string(DINO_SOURCE_DIR) + "/README.md");
+  REQUIRE(f.good());
+  const std::string readme((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const std::string begin = "<!-- flags:begin -->\n", end = "<!-- flags:end -->";
+  const auto a = readme.find(begin), b = readme.find(end);
+  REQUIRE(a != std::string::npos);
+  REQUIRE(b != std::string::npos);
+  const std::string expected = cli_markdown_table(dino_keys_not_offered());
+  CHECK_MESSAGE(readme.substr(a + begin.size(), b - a - begin.size()) == expected,
+                "README.md's flag table is out of date; the current one is:\n", expected);
 }
 
 }  // namespace
