@@ -66,7 +66,7 @@ def run(case, init, grads, dtype):
     params = {n: torch.nn.Parameter(init[n].to(dtype).clone()) for n, _ in PARAMS}
     weights = [params[n] for n, s in PARAMS if not is_bias(n, s)]
     biases = [params[n] for n, s in PARAMS if is_bias(n, s)]
-    # lr is a placeholder, as the testbed's inf: every step sets both groups' values.
+    # The constructor lr is overwritten before every step (the testbed constructs with inf), so its value is unused.
     groups = [{"params": weights}, {"params": biases, "weight_decay": 0.0}]
     kind = case["kind"]
     hyper = SGD_HYPER if kind == "sgd" else ADAM_HYPER
