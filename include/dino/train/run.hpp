@@ -4,7 +4,6 @@
 // the metric files of the results folder. The `dino` command drives it.
 #pragma once
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -111,7 +110,8 @@ class TrainingRun {
   }
 
  private:
-  void train_batch(const Batch<T>& batch, std::int64_t epoch, std::int64_t b, std::int64_t micro_per_epoch) {
+  // Copies a batch's crops (and, when supervised, its targets) to the backend; the tensors are reused.
+  std::vector<const TensorT*> upload(const Batch<T>& batch, StepTargets<T, B>& targets) {
     crops_.resize(batch.crops.size());
     std::vector<const TensorT*> ptrs;
     for (std::size_t i = 0; i < batch.crops.size(); ++i) {
@@ -119,16 +119,21 @@ class TrainingRun {
       B::copy_from_host(crops_[i].data(), batch.crops[i].data.data(), crops_[i].numel());
       ptrs.push_back(&crops_[i]);
     }
-    StepTargets<T, B> targets;
-    if (c_.s_mode == "supervised") {
-      if (batch.has_logits()) {
-        target_logits_.resize({batch.size, batch.logit_dim});
-        B::copy_from_host(target_logits_.data(), batch.logits.data(), target_logits_.numel());
-        targets.logits = &target_logits_;
-      } else {
-        targets.labels = batch.labels;
-      }
+    targets = {};
+    if (c_.s_mode != "supervised") return ptrs;
+    if (batch.has_logits()) {
+      target_logits_.resize({batch.size, batch.logit_dim});
+      B::copy_from_host(target_logits_.data(), batch.logits.data(), target_logits_.numel());
+      targets.logits = &target_logits_;
+    } else {
+      targets.labels = batch.labels;
     }
+    return ptrs;
+  }
+
+  void train_batch(const Batch<T>& batch, std::int64_t epoch, std::int64_t b, std::int64_t micro_per_epoch) {
+    StepTargets<T, B> targets;
+    const std::vector<const TensorT*> ptrs = upload(batch, targets);
     const std::int64_t micro = trainer_->micro_step();
     const StepResult r = trainer_->step(ctx_, ptrs, targets);
     if (cb_.on_step) cb_.on_step(epoch, b, micro_per_epoch, r);
@@ -136,7 +141,7 @@ class TrainingRun {
   }
 
   // train/* and hparams/* of one step (spec §11: MetricsTracker, PerCropEntropyTracker, HParamTracker).
-  std::map<std::string, double> step_metrics(const StepResult& r) const {
+  std::map<std::string, double> step_metrics(const StepResult& r) {
     std::map<std::string, double> m = loss_metrics("train", r.loss);
     m["hparams/lr"] = r.lr_used;
     m["hparams/wd"] = r.sched.wd;
@@ -145,16 +150,16 @@ class TrainingRun {
     m["hparams/s_cmom"] = r.sched.s_cmom;
     m["hparams/t_temp"] = r.sched.t_temp;
     m["hparams/s_temp"] = r.sched.s_temp;
-    const auto& buf = teacher_->state().buffers;
-    const Entry& cent = buf.entry(teacher_->head().cent_id());
-    const std::vector<T> all = buf.values().to_host();
+    // Only the centre crosses to the host, not the whole buffer store (BatchNorm statistics included).
+    auto& buf = teacher_->state().buffers;
+    const Index id = teacher_->head().cent_id();
+    const Index k = buf.entry(id).shape.numel();
+    cent_host_.resize(static_cast<std::size_t>(k));
+    B::copy_to_host(cent_host_.data(), buf.value(id), k);
     double sum = 0, sq = 0;
-    for (Index i = 0; i < cent.shape.numel(); ++i) {
-      const double v = all[static_cast<std::size_t>(cent.offset + i)];
-      sum += v, sq += v * v;
-    }
+    for (const T v : cent_host_) sum += v, sq += static_cast<double>(v) * v;
     m["hparams/t_cent.norm()"] = std::sqrt(sq);
-    m["hparams/t_cent.mean()"] = sum / static_cast<double>(cent.shape.numel());
+    m["hparams/t_cent.mean()"] = sum / static_cast<double>(k);
     if (r.optimizer_step && std::isfinite(r.grad_norm)) m["params/norm(grad)"] = r.grad_norm;
     return m;
   }
@@ -188,23 +193,8 @@ class TrainingRun {
     Loader<T> valid(test_set_, valid_loader_spec(c_, test_set_, seed_));
     valid.start(0);
     while (const Batch<T>* batch = valid.next()) {
-      crops_.resize(batch->crops.size());
-      std::vector<const TensorT*> ptrs;
-      for (std::size_t i = 0; i < batch->crops.size(); ++i) {
-        crops_[i].resize(batch->crop_shape(i));
-        B::copy_from_host(crops_[i].data(), batch->crops[i].data.data(), crops_[i].numel());
-        ptrs.push_back(&crops_[i]);
-      }
       StepTargets<T, B> targets;
-      if (c_.s_mode == "supervised") {
-        if (batch->has_logits()) {
-          target_logits_.resize({batch->size, batch->logit_dim});
-          B::copy_from_host(target_logits_.data(), batch->logits.data(), target_logits_.numel());
-          targets.logits = &target_logits_;
-        } else {
-          targets.labels = batch->labels;
-        }
-      }
+      const std::vector<const TensorT*> ptrs = upload(*batch, targets);
       const LossValues v = trainer_->evaluate(ctx_, ptrs, targets);
       for (const auto& [k, x] : loss_metrics("valid", v)) sums[k] += x * static_cast<double>(batch->size);
       n += batch->size;
@@ -295,6 +285,7 @@ class TrainingRun {
   Ctx<B> ctx_;
   std::vector<TensorT> crops_;
   TensorT target_logits_;
+  std::vector<T> cent_host_;
   std::int64_t validations_ = 0;
 };
 

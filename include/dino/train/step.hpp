@@ -56,6 +56,8 @@ class DinoTrainer {
         student_(student),
         teacher_(teacher),
         mc_(multicrop_preset(c.mc)),
+        t_idx_(mc_.teacher_idx()),
+        s_idx_(mc_.student_idx()),
         batchaccum_(batchaccum),
         spe_(steps_per_epoch),
         optimizer_(student.state().params, optimizer_options(c)),
@@ -123,9 +125,9 @@ class DinoTrainer {
     // Teacher forward without gradients, centre updated after use (spec §9.3 steps 3-4).
     {
       NoGrad<Ctx<B>> no_grad(ctx);
-      teacher_.forward(ctx, select(crops, mc_.teacher_idx()), true, teacher_pass_);
+      teacher_.forward(ctx, select(crops, t_idx_), true, teacher_pass_);
     }
-    student_.forward(ctx, select(crops, mc_.student_idx()), true, student_pass_);
+    student_.forward(ctx, select(crops, s_idx_), true, student_pass_);
 
     const double scale = 1.0 / static_cast<double>(batchaccum_);
     if (c_.s_mode == "supervised") {
@@ -175,8 +177,8 @@ class DinoTrainer {
     NoGrad<Ctx<B>> no_grad(ctx);
     student_.train(false);
     teacher_.train(false);
-    teacher_.forward(ctx, select(crops, mc_.teacher_idx()), false, teacher_pass_);
-    student_.forward(ctx, select(crops, mc_.student_idx()), false, student_pass_);
+    teacher_.forward(ctx, select(crops, t_idx_), false, teacher_pass_);
+    student_.forward(ctx, select(crops, s_idx_), false, student_pass_);
     if (c_.s_mode == "supervised") {
       DINO_CHECK(!targets.labels.empty() || targets.logits != nullptr, "s_mode supervised needs targets in every batch");
       return targets.logits ? loss_.compute(ctx, student_pass_.logits, *targets.logits)
@@ -222,6 +224,7 @@ class DinoTrainer {
   DinoModel<T, B>& student_;
   DinoModel<T, B>& teacher_;
   MultiCrop mc_;
+  std::vector<int> t_idx_, s_idx_;  // the crops each network sees
   std::int64_t batchaccum_, spe_;
   Schedule t_mom_ = Schedule::constant(0), t_cmom_ = Schedule::constant(0), s_cmom_ = Schedule::constant(0),
            t_temp_ = Schedule::constant(0), s_temp_ = Schedule::constant(0), lr_ = Schedule::constant(0),
