@@ -1,6 +1,6 @@
 // TensorBoard event files without a protobuf library (spec A9): TFRecord framing (uint64 length, masked
 // CRC-32C of the length, data, masked CRC-32C of the data) around hand-encoded tensorflow.Event messages
-// carrying scalar summaries; what tf.summary's EventFileWriter writes. Plus a strict reader for tests.
+// carrying scalar and histogram summaries; what tf.summary's EventFileWriter writes. Plus a strict reader for tests.
 #pragma once
 #include <fcntl.h>
 #include <unistd.h>
@@ -53,6 +53,25 @@ struct TfScalar {
   float value = 0.f;
 };
 
+// tensorflow.HistogramProto: statistics of the values and bucket counts. bucket_limit[i] is the right edge of
+// bucket i; the left edge of bucket 0 is min. TensorBoard draws bucket i from bucket_limit[i-1] (min for i = 0) to
+// bucket_limit[i] (max for the last bucket): its data_compat conversion replaces the last limit by max.
+struct Histogram {
+  double min = 0.0;
+  double max = 0.0;
+  double num = 0.0;
+  double sum = 0.0;
+  double sum_squares = 0.0;
+  std::vector<double> bucket_limit;
+  std::vector<double> bucket;
+};
+
+// One histogram of a summary, under the tag of its metric name.
+struct TfHistogram {
+  std::string tag;
+  Histogram histo;
+};
+
 // The fields of tensorflow.Event that we write and read back. file_version is set in the first event of a file
 // only; has_session_log with session_status 1 (SessionLog.START) marks a restart.
 struct TfEvent {
@@ -60,6 +79,7 @@ struct TfEvent {
   std::int64_t step = 0;
   std::string file_version;
   std::vector<TfScalar> scalars;
+  std::vector<TfHistogram> histograms;
   bool has_session_log = false;
   int session_status = 0;
 };
@@ -84,6 +104,42 @@ inline void put_bytes(std::string& out, int field, const std::string& s) {
   put_key(out, field, kBytes);
   put_varint(out, s.size());
   out += s;
+}
+inline std::uint64_t double_bits(double v) {
+  std::uint64_t u = 0;
+  std::memcpy(&u, &v, 8);
+  return u;
+}
+inline double bits_double(std::uint64_t u) {
+  double v = 0.0;
+  std::memcpy(&v, &u, 8);
+  return v;
+}
+inline void put_double(std::string& out, int field, double v) {
+  put_key(out, field, kFixed64);
+  put_le(out, double_bits(v), 8);
+}
+// A repeated double in proto3's packed form: one length-delimited field of little-endian doubles.
+inline void put_packed(std::string& out, int field, const std::vector<double>& v) {
+  if (v.empty()) return;
+  std::string data;
+  data.reserve(8 * v.size());
+  for (double x : v) put_le(data, double_bits(x), 8);
+  put_bytes(out, field, data);
+}
+
+// HistogramProto: min (1), max (2), num (3), sum (4), sum_squares (5), each written even when zero so the bits of
+// -0.0 survive; bucket_limit (6) and bucket (7) packed.
+inline std::string encode_histogram(const Histogram& h) {
+  std::string out;
+  put_double(out, 1, h.min);
+  put_double(out, 2, h.max);
+  put_double(out, 3, h.num);
+  put_double(out, 4, h.sum);
+  put_double(out, 5, h.sum_squares);
+  put_packed(out, 6, h.bucket_limit);
+  put_packed(out, 7, h.bucket);
+  return out;
 }
 
 // A bounded cursor over one message's bytes; errors carry what a caller prefixes with the file and offset.
@@ -133,20 +189,28 @@ struct Reader {
   }
 };
 
-// Parses a Summary.Value: tag (1, string) and simple_value (2, float); other fields are skipped.
-inline bool parse_value(const std::string& s, std::size_t from, std::size_t to, TfScalar& out) {
+// Parses a HistogramProto. Repeated doubles are accepted packed or one per field, as protobuf parsers must.
+inline bool parse_histogram(const std::string& s, std::size_t from, std::size_t to, Histogram& out) {
   Reader r{s, from, to};
   while (r.i < r.end) {
     int num = 0, wire = 0;
     std::size_t a = 0, b = 0;
     if (!r.field(num, wire, a, b)) return false;
-    if (num == 1 && wire == kBytes) {
-      out.tag = s.substr(a, b - a);
-    } else if (num == 2 && wire == kFixed32) {
-      std::uint64_t v = 0;
-      if (!r.le(v, 4)) return false;
-      const auto u = static_cast<std::uint32_t>(v);
-      std::memcpy(&out.value, &u, 4);
+    std::uint64_t v = 0;
+    if (num >= 1 && num <= 5 && wire == kFixed64) {
+      if (!r.le(v, 8)) return false;
+      double* const fields[] = {&out.min, &out.max, &out.num, &out.sum, &out.sum_squares};
+      *fields[num - 1] = bits_double(v);
+    } else if ((num == 6 || num == 7) && wire == kFixed64) {
+      if (!r.le(v, 8)) return false;
+      (num == 6 ? out.bucket_limit : out.bucket).push_back(bits_double(v));
+    } else if ((num == 6 || num == 7) && wire == kBytes) {
+      if ((b - a) % 8 != 0) return false;
+      Reader pr{s, a, b};
+      while (pr.i < pr.end) {
+        if (!pr.le(v, 8)) return false;
+        (num == 6 ? out.bucket_limit : out.bucket).push_back(bits_double(v));
+      }
     } else if (!r.skip(wire)) {
       return false;
     }
@@ -154,11 +218,45 @@ inline bool parse_value(const std::string& s, std::size_t from, std::size_t to, 
   return true;
 }
 
+// Parses a Summary.Value: tag (1, string), simple_value (2, float), histo (5, HistogramProto); other fields are
+// skipped. A value with histo is a histogram, any other a scalar (proto3 writers omit a simple_value of 0).
+inline bool parse_value(const std::string& s, std::size_t from, std::size_t to, TfEvent& e) {
+  Reader r{s, from, to};
+  std::string tag;
+  float value = 0.f;
+  bool is_histogram = false;
+  Histogram histo;
+  while (r.i < r.end) {
+    int num = 0, wire = 0;
+    std::size_t a = 0, b = 0;
+    if (!r.field(num, wire, a, b)) return false;
+    if (num == 1 && wire == kBytes) {
+      tag = s.substr(a, b - a);
+    } else if (num == 2 && wire == kFixed32) {
+      std::uint64_t v = 0;
+      if (!r.le(v, 4)) return false;
+      const auto u = static_cast<std::uint32_t>(v);
+      std::memcpy(&value, &u, 4);
+    } else if (num == 5 && wire == kBytes) {
+      is_histogram = true;
+      if (!parse_histogram(s, a, b, histo)) return false;
+    } else if (!r.skip(wire)) {
+      return false;
+    }
+  }
+  if (is_histogram) {
+    e.histograms.push_back({std::move(tag), std::move(histo)});
+  } else {
+    e.scalars.push_back({std::move(tag), value});
+  }
+  return true;
+}
+
 }  // namespace tfevents_detail
 
 // The protobuf bytes of an Event: wall_time (1, double), step (2, int64), file_version (3, string, when set),
-// summary (5) with one Summary.Value (1) per scalar: tag (1), simple_value (2); session_log (6) with its
-// status (1) when has_session_log.
+// summary (5) with one Summary.Value (1) per scalar: tag (1), simple_value (2), then one per histogram: tag (1),
+// histo (5); session_log (6) with its status (1) when has_session_log.
 inline std::string encode_event(const TfEvent& e) {
   using namespace tfevents_detail;
   std::string out;
@@ -169,7 +267,7 @@ inline std::string encode_event(const TfEvent& e) {
   put_key(out, 2, kVarint);
   put_varint(out, static_cast<std::uint64_t>(e.step));  // int64: negative steps take ten bytes
   if (!e.file_version.empty()) put_bytes(out, 3, e.file_version);
-  if (!e.scalars.empty()) {
+  if (!e.scalars.empty() || !e.histograms.empty()) {
     std::string summary;
     for (const TfScalar& s : e.scalars) {
       std::string value;
@@ -178,6 +276,12 @@ inline std::string encode_event(const TfEvent& e) {
       std::memcpy(&f, &s.value, 4);
       put_key(value, 2, kFixed32);
       put_le(value, f, 4);
+      put_bytes(summary, 1, value);
+    }
+    for (const TfHistogram& h : e.histograms) {
+      std::string value;
+      put_bytes(value, 1, h.tag);
+      put_bytes(value, 5, encode_histogram(h.histo));
       put_bytes(summary, 1, value);
     }
     put_bytes(out, 5, summary);
@@ -250,10 +354,17 @@ class TfEventsWriter {
 
   // One event at step holding every scalar of values (one tag each).
   void add_scalars(std::int64_t step, const std::vector<TfScalar>& values, double wall_time = wall_time_now()) {
+    add_summary(step, values, {}, wall_time);
+  }
+
+  // One event at step holding every scalar and every histogram (one tag each).
+  void add_summary(std::int64_t step, const std::vector<TfScalar>& scalars, const std::vector<TfHistogram>& histograms,
+                   double wall_time = wall_time_now()) {
     TfEvent e;
     e.wall_time = wall_time;
     e.step = step;
-    e.scalars = values;
+    e.scalars = scalars;
+    e.histograms = histograms;
     write(e);
   }
 
@@ -344,9 +455,7 @@ inline std::vector<TfEvent> read_tfevents(const std::string& path) {
           ok = sr.field(sn, sw, va, vb);
           if (!ok) break;
           if (sn == 1 && sw == kBytes) {
-            TfScalar sc;
-            ok = parse_value(s, va, vb, sc);
-            e.scalars.push_back(sc);
+            ok = parse_value(s, va, vb, e);
           } else {
             ok = sr.skip(sw);
           }
