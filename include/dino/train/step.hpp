@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -138,6 +139,7 @@ class DinoTrainer {
       r.loss = loss_.compute(ctx, student_pass_.logits, teacher_pass_.logits, &dlogits_, scale);
     }
     student_.backward(ctx, dlogits_, student_pass_);
+    if (after_backward_) after_backward_();
 
     if (last_micro) {
       // The last layer is frozen during the first wn_freeze_epochs epochs: its gradients count as absent,
@@ -187,12 +189,48 @@ class DinoTrainer {
     return loss_.compute(ctx, student_pass_.logits, teacher_pass_.logits);
   }
 
+  // The gradient of the GradVarTracker's per-sample passes (spec §11, §9.3 step 10): the forward of evaluate()
+  // (both networks in eval mode, no centre updates, the current temperatures), the loss of these crops with
+  // gradient scale 1 (not divided by batchaccum), and the student's backward into its gradient store, which is
+  // zeroed first (so overwritten: callers mid-accumulation save and restore it). Parameters, buffers (eval
+  // mode leaves BatchNorm statistics alone), counters, optimizer state and the step position stay as they
+  // are; the passes hold these crops' outputs afterwards and the networks stay in eval mode (step() sets
+  // the modes itself).
+  LossValues sample_gradient(Ctx<B>& ctx, const std::vector<const TensorT*>& crops,
+                             const StepTargets<T, B>& targets = {}) {
+    DINO_CHECK(crops.size() == mc_.crops.size(), "a batch of ", crops.size(), " crops for --mc ", c_.mc, ", which has ",
+               mc_.crops.size());
+    DINO_CHECK(ctx.grad_enabled, "sample_gradient needs gradients: it was called inside a no-grad scope");
+    student_.train(false);
+    teacher_.train(false);
+    {
+      NoGrad<Ctx<B>> no_grad(ctx);
+      teacher_.forward(ctx, select(crops, t_idx_), false, teacher_pass_);
+    }
+    student_.forward(ctx, select(crops, s_idx_), false, student_pass_);
+    LossValues v;
+    if (c_.s_mode == "supervised") {
+      DINO_CHECK(!targets.labels.empty() || targets.logits != nullptr, "s_mode supervised needs targets in every batch");
+      v = targets.logits ? loss_.compute(ctx, student_pass_.logits, *targets.logits, &dlogits_, 1.0)
+                         : loss_.compute(ctx, student_pass_.logits, targets.labels, &dlogits_, 1.0);
+    } else {
+      v = loss_.compute(ctx, student_pass_.logits, teacher_pass_.logits, &dlogits_, 1.0);
+    }
+    student_.state().params.zero_grad();
+    student_.backward(ctx, dlogits_, student_pass_);
+    return v;
+  }
+
   // The end of a training epoch (spec §9.4): the prev_epoch copy when due. The caller runs it after the
   // epoch's last batch (and after a validation that is due then).
   void end_epoch(std::int64_t epoch_index) {
     if (c_.t_mode == "prev_epoch" && epoch_index % c_.t_update_every == c_.t_update_every - 1)
       teacher_copy_update(teacher_.state(), student_.state(), c_.t_bn_mode == "from_student");
   }
+
+  // Called after every micro-batch's backward, before the last-layer freeze, clipping and the optimizer step:
+  // the trackers of spec §9.3 step 6 see the raw gradients there.
+  void set_after_backward(std::function<void()> fn) { after_backward_ = std::move(fn); }
 
   const ModelPass<T, B>& student_pass() const { return student_pass_; }
   const ModelPass<T, B>& teacher_pass() const { return teacher_pass_; }
@@ -236,6 +274,7 @@ class DinoTrainer {
   ModelPass<T, B> teacher_pass_, student_pass_;
   TensorT dlogits_;
   std::int64_t global_step_ = 0, micro_step_ = 0;
+  std::function<void()> after_backward_;
 };
 
 }  // namespace dino
