@@ -1,25 +1,42 @@
 // dino: trains a vision encoder with DINO as the testbed's dino.py does (spec §1, §9): the same flags,
-// defaults and JSON configurations; results in <results_dir>/DINO/<run id>/ (config.json, metrics.jsonl,
-// metrics.csv, TensorBoard events, summary.json, last.safetensors). Exit codes: 0 done, 1 runtime error,
-// 2 usage error (nothing is written then).
+// defaults and JSON configurations; results in <results_dir>/DINO/<run id>/. --resume <run dir or checkpoint>
+// continues a run; SIGINT/SIGTERM save the run's position and stop it. Exit codes: 0 done, 1 runtime error,
+// 2 usage error (nothing is written then), 128 + signal number when a signal stopped the run.
 #include <dino/cpu.hpp>
 
 #include <unistd.h>
 
-#include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
+#include <filesystem>
 #include <iostream>
 
+#include "dino/io/file.hpp"
 #include "dino/train/cli.hpp"
-#include "dino/train/run.hpp"
+#include "train_run.hpp"
 
 namespace {
 
 using namespace dino;
+namespace fs = std::filesystem;
 
-const std::set<std::string>& kNotOffered = dino_keys_not_offered();
+// What may change when a run resumes: where it runs and where its data is, not what it computes.
+const std::set<std::string> kResumeKeys = {"n_threads", "n_workers", "data_dir", "force_cpu"};
+
+volatile std::sig_atomic_t g_signal = 0;
+extern "C" void on_signal(int s) { g_signal = s; }
+
+// The first SIGINT/SIGTERM asks the run to stop after the current step (saving its position); a second one
+// kills the process at once (the handler resets itself). A kill during a save leaves the previous file intact.
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 std::string run_id() {
   const std::time_t now = std::time(nullptr);
@@ -36,46 +53,11 @@ std::string results_root(const Config& c) {
   return "results";
 }
 
-// One line per epoch, redrawn in place on a terminal: step, loss, images/s, ETA.
-class Progress {
- public:
-  explicit Progress(std::int64_t bs) : bs_(bs), tty_(::isatty(STDERR_FILENO) != 0) {}
-  void step(std::int64_t epoch, std::int64_t b, std::int64_t steps, const StepResult& r) {
-    using clock = std::chrono::steady_clock;
-    if (b == 0) start_ = clock::now();
-    const double s = std::chrono::duration<double>(clock::now() - start_).count();
-    const double rate = s > 0 ? static_cast<double>((b + 1) * bs_) / s : 0.0;
-    const double eta = b + 1 > 0 ? s / static_cast<double>(b + 1) * static_cast<double>(steps - b - 1) : 0.0;
-    const bool last = b + 1 == steps;
-    if (!tty_ && !last) return;
-    std::fprintf(stderr, "%sepoch %lld [%lld/%lld] loss %.4f  %.0f img/s  ETA %.0fs%s", tty_ ? "\r" : "",
-                 static_cast<long long>(epoch), static_cast<long long>(b + 1), static_cast<long long>(steps), r.loss.loss,
-                 rate, eta, last || !tty_ ? "\n" : "   ");
-  }
-
- private:
-  std::int64_t bs_;
-  bool tty_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-// The last validation's probe accuracies, one line per network (what scripts/demo.sh shows).
-std::map<std::string, double> last_probe;
-
-void print_metrics(const std::string& when, const std::map<std::string, double>& m) {
-  std::fprintf(stderr, "validation (%s):", when.c_str());
-  for (const char* k : {"valid/loss", "probe/student", "probe/teacher", "probe/student/knn", "probe/teacher/knn"})
-    if (auto it = m.find(k); it != m.end()) std::fprintf(stderr, "  %s %.4f", k, it->second);
-  std::fprintf(stderr, "\n");
-  for (const auto& [k, v] : m)
-    if (k.rfind("probe/", 0) == 0) last_probe[k] = v;
-}
-
-void print_final(const std::string& dataset) {
-  if (last_probe.empty()) return;
-  const auto get = [](const std::string& k) {
-    auto it = last_probe.find(k);
-    return it == last_probe.end() ? std::string("-") : std::to_string(it->second).substr(0, 6);
+void print_final(const std::string& dataset, const cli_tool::ProbeResults& probes) {
+  if (probes.empty()) return;
+  const auto get = [&](const std::string& k) {
+    auto it = probes.find(k);
+    return it == probes.end() ? std::string("-") : std::to_string(it->second).substr(0, 6);
   };
   std::printf("probe accuracy on the %s test split (standardised features in brackets):\n", dataset.c_str());
   for (const char* who : {"teacher", "student"})
@@ -84,48 +66,109 @@ void print_final(const std::string& dataset) {
                 get(std::string("probe/norm/") + who).c_str());
 }
 
-template <class T>
-void train(const Config& c, const std::string& dir) {
-  Progress progress(c.bs_train);
-  RunCallbacks cb;
-  cb.on_step = [&](std::int64_t e, std::int64_t b, std::int64_t steps, const StepResult& r) { progress.step(e, b, steps, r); };
-  cb.on_validation = print_metrics;
-  TrainingRun<T, Cpu> run(c, dir, cb);
-  run.fit();
+// --resume: the checkpoint to continue from (a run folder means its last.safetensors) and the run's
+// configuration as recorded in it, with the keys of kResumeKeys given on the command line applied.
+struct Resume {
+  std::string checkpoint, dir;
+  Config config;
+};
+
+Resume resolve_resume(const std::string& arg, const CommandLine& cl) {
+  if (!cl.from_json.empty()) throw UsageError("--resume continues a run with its recorded configuration: --from_json cannot be given with it");
+  for (const std::string& k : cl.given)
+    if (!kResumeKeys.count(k))
+      throw UsageError("--resume continues a run with its recorded configuration: --" + k +
+                       " cannot be given with it (allowed: --n_threads, --n_workers, --data_dir, --force_cpu)");
+  Resume r;
+  std::error_code ec;
+  if (fs::is_directory(arg, ec)) {
+    r.dir = arg;
+    r.checkpoint = (fs::path(arg) / "last.safetensors").string();
+    if (!fs::is_regular_file(r.checkpoint, ec))
+      throw UsageError("--resume '" + arg + "': the folder has no last.safetensors (not a run folder, or a run without checkpoints)");
+  } else if (fs::is_regular_file(arg, ec)) {
+    r.checkpoint = arg;
+    r.dir = fs::path(arg).parent_path().string();
+    if (r.dir.empty()) r.dir = ".";
+  } else {
+    throw UsageError("--resume '" + arg + "': no such run folder or checkpoint");
+  }
+  return r;
+}
+
+Config resumed_config(const Resume& r, const CommandLine& cl) {
+  const io::Safetensors f = io::Safetensors::load(r.checkpoint);
+  auto it = f.metadata.find("config");
+  DINO_CHECK(it != f.metadata.end(), "--resume '", r.checkpoint, "': the checkpoint records no configuration");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception&) {
+    fail("--resume '", r.checkpoint, "': its configuration metadata is not valid JSON");
+  }
+  const nlohmann::json given = to_json(cl.config);
+  for (const std::string& k : cl.given) j[k] = given.at(k);
+  Config c;
+  ConfigJsonReader::read_into(c, j, r.checkpoint + " (configuration)");
+  DINO_CHECK(c.seed.has_value(), "--resume '", r.checkpoint, "': the recorded configuration has no seed");
+  return c;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CommandLine cl;
+  std::map<std::string, std::string> extra;
+  Resume resume;
   try {
-    cl = parse_command_line(std::vector<std::string>(argv + 1, argv + argc), {}, nullptr, kNotOffered);
+    cl = parse_command_line(std::vector<std::string>(argv + 1, argv + argc), {"resume"}, &extra);
+    if (extra.count("resume")) resume = resolve_resume(extra["resume"], cl);
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   }
   if (cl.help) {
-    std::cout << cli_help("dino", "Trains a vision encoder with DINO (self-distillation with no labels).", kNotOffered);
+    std::cout << cli_help("dino", "Trains a vision encoder with DINO (self-distillation with no labels).");
+    std::cout << "\nResuming:\n  --resume RUN         continue an interrupted run: its folder (last.safetensors) or a "
+                 "checkpoint;\n                       only --n_threads, --n_workers, --data_dir, --force_cpu may be "
+                 "given with it\n";
     return 0;
   }
-  Config c = cl.config;
   try {
-    // Spec A7: an unset seed is drawn from the clock and recorded.
-    if (!c.seed) c.seed = static_cast<std::int64_t>(std::time(nullptr));
-    if (c.n_threads > 0) Ctx<Cpu>(static_cast<int>(c.n_threads));
-    const std::string dir = results_root(c) + "/DINO/" + run_id();
-    std::filesystem::create_directories(dir);
-    {
-      std::ofstream f(dir + "/config.json");
-      f << to_json(c).dump(2) << "\n";
-      DINO_CHECK(f.good(), "cannot write '", dir, "/config.json'");
+    Config c = cl.config;
+    std::string dir;
+    if (!resume.checkpoint.empty()) {
+      c = resumed_config(resume, cl);
+      dir = resume.dir;
+    } else {
+      // Spec A7: an unset seed is drawn from the clock and recorded.
+      if (!c.seed) c.seed = static_cast<std::int64_t>(std::time(nullptr));
+      dir = results_root(c) + "/DINO/" + run_id();
     }
-    std::fprintf(stderr, "dino: results in %s\n", dir.c_str());
-    if (c.float64) train<double>(c, dir);
-    else train<float>(c, dir);
-    print_final(c.dataset);
-    std::printf("results: %s (config.json, metrics.jsonl, metrics.csv, TensorBoard events, summary.json, plot.svg, "
-                "last.safetensors)\n", dir.c_str());
+    if (c.n_threads > 0) Ctx<Cpu>(static_cast<int>(c.n_threads));
+    fs::create_directories(dir);
+    io::write_file_atomic(dir + "/config.json", to_json(c).dump(2) + "\n");
+    install_signal_handlers();
+    const std::function<bool()> should_stop = [] { return g_signal != 0; };
+    cli_tool::ProbeResults probes;
+    bool finished = false;
+#ifdef DINO_CLI_WITH_CUDA
+    if (!c.force_cpu && cli_tool::cuda_device_count() > 0) {
+      std::fprintf(stderr, "dino: %s on the GPU; results in %s\n", resume.checkpoint.empty() ? "training" : "resuming", dir.c_str());
+      finished = cli_tool::train_cuda(c, dir, resume.checkpoint, should_stop, probes);
+    } else
+#endif
+    {
+      std::fprintf(stderr, "dino: %s on the CPU; results in %s\n", resume.checkpoint.empty() ? "training" : "resuming", dir.c_str());
+      finished = cli_tool::train<Cpu>(c, dir, resume.checkpoint, should_stop, probes);
+    }
+    if (!finished) {
+      std::fprintf(stderr, "dino: stopped by signal %d; the run's position is in %s/last.safetensors; continue with: "
+                   "dino --resume %s\n", static_cast<int>(g_signal), dir.c_str(), dir.c_str());
+      return 128 + static_cast<int>(g_signal);
+    }
+    print_final(c.dataset, probes);
+    std::printf("results: %s\n", dir.c_str());
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

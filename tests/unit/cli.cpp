@@ -172,9 +172,28 @@ TEST_CASE("cli: the README's flag table is the parser's") {
   const auto a = readme.find(begin), b = readme.find(end);
   REQUIRE(a != std::string::npos);
   REQUIRE(b != std::string::npos);
-  const std::string expected = cli_markdown_table(dino_keys_not_offered());
+  const std::string expected = cli_markdown_table();
   CHECK_MESSAGE(readme.substr(a + begin.size(), b - a - begin.size()) == expected,
                 "README.md's flag table is out of date; the current one is:\n", expected);
+}
+
+}  // namespace
+}  // namespace dino
+
+namespace dino {
+namespace {
+
+// Every shipped configuration loads with --from_json (and so passes the checks a run starts with).
+TEST_CASE("cli: the configurations in configs/ load") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(DINO_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    CAPTURE(e.path().string());
+    const CommandLine cl = parse_command_line({"--from_json", e.path().string()});
+    CHECK(cl.config.seed.value_or(0) >= 0);
+    ++n;
+  }
+  CHECK(n >= 5);
 }
 
 }  // namespace

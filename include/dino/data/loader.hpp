@@ -108,8 +108,12 @@ class Loader {
   // len(DataLoader): ceil(samples per epoch / batch size).
   std::int64_t steps_per_epoch() const { return spec_.sampler.batches(spec_.batch_size); }
 
-  // Begins epoch `epoch` (abandoning what is left of the current one): workers start on its batches.
-  void start(std::int64_t epoch) {
+  // Begins epoch `epoch` at its batch `first_batch` (abandoning what is left of the current one): workers start
+  // on its batches. A resumed run starts mid-epoch; every batch is a function of (seed, epoch, batch index), so
+  // the batches from first_batch on are those an uninterrupted epoch would have had.
+  void start(std::int64_t epoch, std::int64_t first_batch = 0) {
+    DINO_CHECK(first_batch >= 0 && first_batch <= steps_per_epoch(), "Loader::start: batch ", first_batch,
+               " is outside the epoch's ", steps_per_epoch(), " batches");
     std::unique_lock<std::mutex> lk(m_);
     ++generation_;
     started_ = false;  // nothing new is claimed while the batches in flight are abandoned
@@ -122,7 +126,7 @@ class Loader {
     epoch_ = epoch;
     spec_.sampler.epoch_order(epoch, order_);
     n_batches_ = steps_per_epoch();
-    next_claim_ = next_consume_ = 0;
+    next_claim_ = next_consume_ = first_batch;
     started_ = true;
     lk.unlock();
     work_cv_.notify_all();

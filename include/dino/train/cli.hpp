@@ -363,12 +363,4 @@ inline std::string cli_markdown_table(const std::set<std::string>& without = {})
   return os.str();
 }
 
-// Keys of the testbed that the dino command does not offer yet: they are not flags there (and in a JSON
-// file only their default values are accepted).
-inline const std::set<std::string>& dino_keys_not_offered() {
-  static const std::set<std::string> keys = {"save_ckpt", "save_features", "save_paramstats", "track_feathist",
-                                             "track_gradvar"};
-  return keys;
-}
-
 }  // namespace dino

@@ -1,0 +1,122 @@
+// --resume (issue 5): a run stopped between two steps (mid-epoch, after an epoch's last batch, after an
+// epoch's end) and resumed from last.safetensors ends with the same files, byte for byte, as an uninterrupted
+// run: the checkpoints (models, optimizer, position, best values), metrics.jsonl/csv, summary.json.
+#include <doctest/doctest.h>
+
+#include <dino/cpu.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "../support/temp_dir.hpp"
+#include "dino/train/run.hpp"
+
+namespace dino {
+namespace {
+
+namespace fs = std::filesystem;
+
+Config tiny_config() {
+  Config c;
+  c.seed = 5;
+  c.enc = "convnet_16_1";
+  c.mc = "2x28+4x28";
+  c.per_crop_augs = {"dino"};
+  c.hid_dims = {32};
+  c.l2bot_dim = 16;
+  c.out_dim = 64;
+  c.n_samples = 192;
+  c.bs_train = 32;  // 6 batches per epoch
+  c.n_epochs = 3;
+  c.n_workers = 1;
+  c.validation_freq = {false, 0};
+  c.save_ckpt = {"loss_max"};
+  return c;
+}
+
+std::string bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// The files of a run folder, name -> bytes (event files aside: they are named by the clock).
+std::map<std::string, std::string> files_of(const fs::path& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.find("tfevents") == std::string::npos) out[n] = bytes(e.path());
+  }
+  return out;
+}
+
+// Runs c in dir, stopping at the `stop_at`-th poll of should_stop (0: never), then resumes until the end.
+void run_with_stop(const Config& c, const fs::path& dir, int stop_at) {
+  int polls = 0;
+  RunCallbacks cb;
+  cb.should_stop = [&] { return ++polls == stop_at; };
+  bool finished = TrainingRun<float, Cpu>(c, dir.string(), cb).fit();
+  CHECK(finished == (stop_at == 0));
+  if (!finished) {
+    REQUIRE(fs::exists(dir / "last.safetensors"));
+    CHECK(TrainingRun<float, Cpu>(c, dir.string(), {}, (dir / "last.safetensors").string()).fit());
+  }
+}
+
+void check_resume(const Config& c, const std::vector<int>& stops) {
+  testing::TempDir tmp("dino-resume");
+  const fs::path ref = tmp / "uninterrupted";
+  run_with_stop(c, ref, 0);
+  const auto expected = files_of(ref);
+  REQUIRE(expected.count("last.safetensors"));
+  for (int stop : stops) {
+    CAPTURE(stop);
+    const fs::path dir = tmp / ("stopped-" + std::to_string(stop));
+    run_with_stop(c, dir, stop);
+    const auto got = files_of(dir);
+    CHECK(got.size() == expected.size());
+    for (const auto& [name, data] : expected) {
+      CAPTURE(name);
+      REQUIRE(got.count(name));
+      CHECK(got.at(name) == data);
+    }
+  }
+}
+
+// Polls per epoch: one after each of its 6 steps, one after its end. So poll 4 stops mid-epoch 0, poll 6
+// after epoch 0's last batch (before its end), poll 7 after epoch 0's end, poll 16 in the middle of epoch 2.
+TEST_CASE("resume: interrupted runs end byte-identical to an uninterrupted one") {
+  check_resume(tiny_config(), {4, 6, 7, 16});
+}
+
+TEST_CASE("resume: with gradient accumulation, a teacher copied every epoch and validations with probes") {
+  Config c = tiny_config();
+  c.batchaccum = 2;  // 3 optimizer steps per epoch: polls after each, and after the epoch's end
+  c.t_mode = "prev_epoch";
+  c.validation_freq = {false, 2};
+  c.probing_epochs = 1;
+  c.probing_k = 5;
+  c.bs_eval = 2000;
+  c.save_ckpt = {"probe_student", "loss_max"};
+  check_resume(c, {2, 8});  // mid-epoch 0; after epoch 1's end (its validation and probe_student checkpoint)
+}
+
+TEST_CASE("resume: a finished run and a foreign file are refused with a clear message") {
+  testing::TempDir tmp("dino-resume-done");
+  Config c = tiny_config();
+  c.n_epochs = 1;
+  const fs::path dir = tmp / "run";
+  CHECK(TrainingRun<float, Cpu>(c, dir.string()).fit());
+  try {
+    TrainingRun<float, Cpu> run(c, dir.string(), {}, (dir / "last.safetensors").string());
+    FAIL("a finished run was resumed");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("is complete") != std::string::npos);
+  }
+  Config other = c;
+  other.out_dim = 32;
+  const auto resume_other = [&] { TrainingRun<float, Cpu>(other, tmp / "x", {}, (dir / "last.safetensors").string()); };
+  CHECK_THROWS_AS(resume_other(), Error);
+}
+
+}  // namespace
+}  // namespace dino
