@@ -127,7 +127,7 @@ TEST_CASE("modes: validation with probes, best checkpoints, feature tables and p
   }
   CHECK(prefixes == std::set<std::string>{"probe_student", "loss_max", "rank_min"});  // one file per policy
   // Feature tables of steps 0..12 (64 fixed test images; columns lbl, t_0.., s_0..).
-  for (const auto& [kind, dim] : std::vector<std::pair<std::string, Index>>{{"embed", 64}, {"proje", 8}, {"logit", 32}}) {
+  for (const auto& [kind, dim] : std::vector<std::pair<std::string, Index>>{{"embed", 64}, {"proje", 32}, {"logit", 32}}) {
     CAPTURE(kind);
     CHECK(fs::exists(dir / "valid/feat" / kind / "columns.json"));
     for (int step : {0, 12}) {
