@@ -106,7 +106,7 @@ TEST_CASE("modes: validation with probes, best checkpoints, feature tables and p
   testing::TempDir tmp("dino-save");
   Config c = small_config();
   c.n_epochs = 2;
-  c.validation_freq = {false, 1};
+  c.validation_freq = {false, 2};
   c.probing_epochs = 1;
   c.probing_k = 5;
   c.bs_eval = 2000;

@@ -3,6 +3,7 @@
 // DINO_TEST_BACKEND; the list grows with the library.
 #pragma once
 #include "dino/probe/prober.hpp"
+#include "dino/train/run.hpp"
 #include "dino/train/step.hpp"
 
 #define DINO_INSTANTIATE_ALL(T, B)                \
@@ -34,6 +35,11 @@
   template class dino::Optimizer<T, B>;           \
   template class dino::DinoModel<T, B>;           \
   template class dino::DinoTrainer<T, B>;         \
+  template class dino::GradVarTracker<T, B>;      \
+  template class dino::ParamTracker<T, B>;        \
+  template class dino::CropAveragedArgmax<T, B>;  \
+  template class dino::RunTrackers<T, B>;         \
+  template class dino::TrainingRun<T, B>;         \
   template class dino::probe::LinearProbe<T, B>;
 
 DINO_INSTANTIATE_ALL(float, DINO_TEST_BACKEND)

@@ -109,7 +109,8 @@ class TrainingRun {
     }
     bool stop = false;
     RunPosition done = pos_;
-    for (std::int64_t e = pos_.epoch; !stop && (c_.n_epochs < 0 || e < c_.n_epochs); ++e) {
+    const auto steps_done = [&] { return c_.n_steps >= 0 && trainer_->global_step() >= c_.n_steps; };
+    for (std::int64_t e = pos_.epoch; !stop && !steps_done() && (c_.n_epochs < 0 || e < c_.n_epochs); ++e) {
       std::int64_t b = e == pos_.epoch ? pos_.batch : 0;
       train_loader_->start(e, b);
       while (const Batch<T>* batch = train_loader_->next()) {
@@ -119,7 +120,7 @@ class TrainingRun {
         consider_best("loss_max", r.loss.loss, true, best_name(e, "loss_max", r.loss.loss), at(e, b));
         consider_best("rank_min", last_rank_, false, best_name(e, "rank_min", last_rank_), at(e, b));
         last_rank_ = NAN;
-        if (c_.n_steps >= 0 && trainer_->global_step() >= c_.n_steps) {
+        if (steps_done()) {
           stop = true;
           break;
         }
