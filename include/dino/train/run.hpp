@@ -151,8 +151,6 @@ class TrainingRun {
     return true;
   }
 
-  const RunPosition& position() const { return pos_; }
-
  private:
   // Copies a batch's crops (and, when supervised, its targets) to the backend; the tensors are reused.
   std::vector<const TensorT*> upload(const Batch<T>& batch, StepTargets<T, B>& targets) {
