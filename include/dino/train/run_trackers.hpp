@@ -197,7 +197,7 @@ class RunTrackers {
   void save_features(Ctx<B>& ctx, std::int64_t step) {
     NoGrad<Ctx<B>> no_grad(ctx);
     const std::vector<const TensorT*> crops{&fixed_images_};
-    ModelPass<T, B> passes[2];
+    ModelPass<T, B>* passes = feature_passes_;
     DinoModel<T, B>* nets[2] = {&teacher_, &student_};
     for (int i = 0; i < 2; ++i) {
       nets[i]->train(false);
@@ -225,6 +225,7 @@ class RunTrackers {
   std::vector<StatSaver> stat_savers_;
   std::vector<std::string> feature_kinds_;
   TensorT fixed_images_;
+  ModelPass<T, B> feature_passes_[2];  // teacher, student on the fixed images; reused from step to step
   std::vector<std::int64_t> fixed_labels_;
   TensorT flat_t_, flat_s_;
   CropAveragedArgmax<T, B> student_argmax_, target_argmax_;
