@@ -101,6 +101,32 @@ TEST_CASE("resume: with gradient accumulation, a teacher copied every epoch and 
   check_resume(c, {2, 8});  // mid-epoch 0; after epoch 1's end (its validation)
 }
 
+TEST_CASE("resume: a run that died in its validation after training, its row written, logs that row once") {
+  Config c = tiny_config();
+  c.n_epochs = 2;
+  c.validation_freq = {false, 2};  // the last epoch's end and the end of fit both validate, at the same step
+  c.probing_epochs = 0;
+  c.probing_k = 0;
+  c.bs_eval = 2000;
+  testing::TempDir tmp("dino-resume-final");
+  const fs::path ref = tmp / "uninterrupted", dir = tmp / "crashed";
+  CHECK(TrainingRun<float, Cpu>(c, ref.string()).fit());
+  RunCallbacks cb;
+  cb.on_validation = [](const std::string& when, const std::map<std::string, double>&) {
+    if (when == "end") throw std::runtime_error("killed");
+  };
+  const auto crashing_run = [&] { TrainingRun<float, Cpu>(c, dir.string(), cb).fit(); };
+  CHECK_THROWS_AS(crashing_run(), std::runtime_error);
+  CHECK(TrainingRun<float, Cpu>(c, dir.string(), {}, (dir / "last.safetensors").string()).fit());
+  const auto expected = files_of(ref), got = files_of(dir);
+  CHECK(got.size() == expected.size());
+  for (const auto& [name, data] : expected) {
+    CAPTURE(name);
+    REQUIRE(got.count(name));
+    CHECK(got.at(name) == data);
+  }
+}
+
 TEST_CASE("resume: a finished run and a foreign file are refused with a clear message") {
   testing::TempDir tmp("dino-resume-done");
   Config c = tiny_config();

@@ -403,6 +403,33 @@ TEST_CASE("metrics/logger: a resumed run ends with the same jsonl, csv and summa
   CHECK(nlohmann::json::parse(read_file(c.path("summary.json"))) == nlohmann::json::object());
 }
 
+TEST_CASE("metrics/logger: a resumed run keeps only the rows its checkpoint had seen, even at the same step") {
+  TempDir a, b;
+  {
+    MetricsLogger log(a.dir.string());
+    log_run(log, 0, 9);
+  }
+  std::int64_t rows_at_checkpoint = -1;
+  {
+    MetricsLogger log(b.dir.string());
+    log_run(log, 0, 4);
+    log.log(5, 1, {{"train/loss", 1.0 / 6.0}, {"train/s_acc", 0.5}});
+    rows_at_checkpoint = log.rows();  // the checkpoint of step 5 precedes step 5's validation...
+    log.log(5, 1, {{"valid/loss", 2.5}, {"probe/student", 0.25}});  // ...which was logged before the crash
+  }
+  CHECK(rows_at_checkpoint == 7);
+  {
+    MetricsLogger log(b.dir.string(), true, 5, rows_at_checkpoint);
+    CHECK(log.rows() == rows_at_checkpoint);
+    log.log(5, 1, {{"valid/loss", 2.5}, {"probe/student", 0.25}});  // the resumed run repeats the validation
+    log_run(log, 6, 9);
+    CHECK(log.rows() == static_cast<std::int64_t>(MetricsLogger::read_jsonl(a.path("metrics.jsonl")).size()));
+  }
+  CHECK(read_file(a.path("metrics.jsonl")) == read_file(b.path("metrics.jsonl")));
+  CHECK(read_file(a.path("metrics.csv")) == read_file(b.path("metrics.csv")));
+  CHECK(read_file(a.path("summary.json")) == read_file(b.path("summary.json")));
+}
+
 TEST_CASE("metrics/tfevents: a corrupted or truncated event file is reported with its name") {
   TempDir tmp;
   std::string path;

@@ -171,15 +171,18 @@ inline bool summary_takes_max(const std::string& name) {
 //
 // Fresh logger (resume = false): metrics.jsonl, metrics.csv, summary.json and histograms.jsonl are started anew;
 // event files already in dir are left alone. Resumed logger (resume = true): the rows of metrics.jsonl and
-// histograms.jsonl whose step is > resume_step are dropped (and a torn last line that a crash left behind),
-// metrics.csv and summary.json are rebuilt from the rows kept, and later rows are appended; a run resumed at the
+// histograms.jsonl whose step is > resume_step are dropped (and a torn last line that a crash left behind), and
+// of the others only the first keep_rows / keep_histogram_rows when those are >= 0 (rows() and histogram_rows()
+// at the time of the checkpoint: several rows may share the checkpoint's step), metrics.csv and summary.json are rebuilt from the rows kept, and later rows are appended; a run resumed at the
 // step of its checkpoint thus ends with the same metrics.jsonl, metrics.csv, summary.json and histograms.jsonl,
 // byte for byte, as an uninterrupted run. TensorBoard gets a new event file that opens with a SessionLog START at
 // resume_step + 1: TensorBoard merges the files of a folder and, on that marker, discards the older files' events
 // at steps > resume_step.
 class MetricsLogger {
  public:
-  explicit MetricsLogger(const std::string& dir, bool resume = false, std::int64_t resume_step = 0) : dir_(dir) {
+  explicit MetricsLogger(const std::string& dir, bool resume = false, std::int64_t resume_step = 0,
+                         std::int64_t keep_rows = -1, std::int64_t keep_histogram_rows = -1)
+      : dir_(dir) {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     DINO_CHECK(!ec && std::filesystem::is_directory(dir_), "metrics: cannot create the log folder '", dir_,
@@ -191,6 +194,8 @@ class MetricsLogger {
       const std::vector<nlohmann::json> all = read_rows(jsonl_path(), true, &lines);
       for (std::size_t i = 0; i < all.size(); ++i) {
         if (all[i]["step"].get<std::int64_t>() > resume_step) continue;
+        if (keep_rows >= 0 && rows_ == keep_rows) break;
+        ++rows_;
         jsonl_text += lines[i];
         jsonl_text.push_back('\n');
         rows.push_back(all[i]);
@@ -202,6 +207,8 @@ class MetricsLogger {
       const std::vector<HistogramRow> all = read_histogram_rows(histograms_path(), true, &lines);
       for (std::size_t i = 0; i < all.size(); ++i) {
         if (all[i].step > resume_step) continue;
+        if (keep_histogram_rows >= 0 && histogram_rows_ == keep_histogram_rows) break;
+        ++histogram_rows_;
         hist_text += lines[i];
         hist_text.push_back('\n');
         last_step_ = std::max(last_step_, all[i].step);
@@ -268,9 +275,15 @@ class MetricsLogger {
     hist_line += "}\n";
     const bool scalar_row = !values.empty() || histograms.empty();
 
-    if (scalar_row) write_flush(jsonl_, line, jsonl_path());
+    if (scalar_row) {
+      write_flush(jsonl_, line, jsonl_path());
+      ++rows_;
+    }
     last_step_ = step;
-    if (!histograms.empty()) write_flush(hist_, hist_line, histograms_path());
+    if (!histograms.empty()) {
+      write_flush(hist_, hist_line, histograms_path());
+      ++histogram_rows_;
+    }
     for (const auto& kv : histograms) histogram_names_.insert(kv.first);
     for (const auto& kv : values) add_column(kv.first);
 
@@ -321,6 +334,9 @@ class MetricsLogger {
     write_summary(true);
   }
 
+  // The rows of metrics.jsonl and of histograms.jsonl so far (kept from a resumed run's files included).
+  std::int64_t rows() const { return rows_; }
+  std::int64_t histogram_rows() const { return histogram_rows_; }
   // The metric names of metrics.csv after "step,epoch", in column order.
   const std::vector<std::string>& columns() const { return columns_; }
   // The content of summary.json (null for NaN and infinities).
@@ -528,6 +544,7 @@ class MetricsLogger {
   std::set<std::string> histogram_names_;
   std::map<std::string, SummaryEntry> summary_;
   std::int64_t last_step_ = std::numeric_limits<std::int64_t>::min();
+  std::int64_t rows_ = 0, histogram_rows_ = 0;
 };
 
 }  // namespace dino::io

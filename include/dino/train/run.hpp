@@ -41,6 +41,8 @@ struct RunCallbacks {
 // checkpoint) is not), plus what the loop keeps besides the models and the optimizer.
 struct RunPosition {
   std::int64_t epoch = 0, batch = 0, global_step = 0, micro_step = 0, validations = 0;
+  // The rows of metrics.jsonl and histograms.jsonl written so far (-1: unknown, the rows up to global_step).
+  std::int64_t metric_rows = -1, histogram_rows = -1;
   bool completed = false;  // fit() returned normally: the validation after training is done
 };
 
@@ -76,7 +78,8 @@ class TrainingRun {
     trainer_ = std::make_unique<DinoTrainer<T, B>>(c, *student_, *teacher_, batchaccum_, batches / batchaccum_);
     if (!resume_from.empty()) resume(resume_from);
     std::filesystem::create_directories(logdir_);
-    metrics_ = std::make_unique<io::MetricsLogger>(logdir_, !resume_from.empty(), pos_.global_step);
+    metrics_ = std::make_unique<io::MetricsLogger>(logdir_, !resume_from.empty(), pos_.global_step, pos_.metric_rows,
+                                                   pos_.histogram_rows);
     trackers_ = std::make_unique<RunTrackers<T, B>>(c_, *student_, *teacher_, *trainer_, test_set_, logdir_,
                                                     !resume_from.empty(), pos_.global_step);
     trainer_->set_after_backward([this] { trackers_->after_backward(ctx_, trainer_->micro_step()); });
@@ -265,8 +268,11 @@ class TrainingRun {
     metrics_->log(trainer_->global_step(), in_fit ? where.epoch : trainer_->epoch(), m, h);
     if (cb_.on_validation) cb_.on_validation(when, m);
     // PL saves checkpoints only while fitting: not for the validations before and after training.
+    // A resumed run repeats an epoch's end, its validation included, but goes on after a validation between
+    // two batches (float --validation_freq): that one is part of the position of the checkpoint it writes.
+    const RunPosition p = when == "step" ? at(where.epoch, where.batch) : where;
     if (auto it = m.find("probe/student"); it != m.end() && in_fit)
-      consider_best("probe_student", it->second, true, best_name(where.epoch, "probe_student", it->second), where);
+      consider_best("probe_student", it->second, true, best_name(where.epoch, "probe_student", it->second), p);
   }
 
   // "epoch=3-probe_student=0.812.safetensors" (the testbed's filename pattern); the step-wise policies add the
@@ -339,6 +345,8 @@ class TrainingRun {
     p.global_step = trainer_->global_step();
     p.micro_step = trainer_->micro_step();
     p.validations = validations_;
+    p.metric_rows = metrics_->rows();
+    p.histogram_rows = metrics_->histogram_rows();
     return p;
   }
 
@@ -385,6 +393,8 @@ class TrainingRun {
                     {"global_step", p.global_step},
                     {"micro_step", p.micro_step},
                     {"validations", p.validations},
+                    {"metric_rows", p.metric_rows},
+                    {"histogram_rows", p.histogram_rows},
                     {"completed", p.completed},
                     {"seed", seed_},
                     {"best", best}};
@@ -409,6 +419,8 @@ class TrainingRun {
     pos_.global_step = get("global_step");
     pos_.micro_step = get("micro_step");
     pos_.validations = get("validations");
+    pos_.metric_rows = t.value("metric_rows", std::int64_t{-1});
+    pos_.histogram_rows = t.value("histogram_rows", std::int64_t{-1});
     pos_.completed = t.value("completed", false);
     DINO_CHECK(!pos_.completed, "the run of '", path, "' is complete (step ", pos_.global_step, "): nothing to resume");
     DINO_CHECK(pos_.micro_step == pos_.global_step * batchaccum_ &&
