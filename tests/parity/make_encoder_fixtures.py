@@ -24,6 +24,8 @@ import torch.nn as nn
 import torchvision
 from torchvision.models.resnet import BasicBlock
 
+from safetensors_file import TORCH_DTYPES, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Tensors with more elements than their limit are stored as SAMPLES scattered elements and their L2 norm.
 WHOLE_LIMIT = 256  # gradients and buffers
@@ -279,30 +281,6 @@ def counts():
     return c
 
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.int64: "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """Tensors in name order, the JSON header padded with spaces to a multiple of 8 bytes."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = metadata
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
 def main():
     files = {torch.float64: {}, torch.float32: {}}
     cases = {}
@@ -318,7 +296,7 @@ def main():
     os.makedirs(os.path.join(HERE, "fixtures"), exist_ok=True)
     for dtype, suffix in ((torch.float64, "f64"), (torch.float32, "f32")):
         meta = {"cases": json.dumps(cases, sort_keys=True), "names": json.dumps(named, sort_keys=True),
-                "counts": json.dumps(cnt, sort_keys=True), "dtype": DTYPES[dtype],
+                "counts": json.dumps(cnt, sort_keys=True), "dtype": TORCH_DTYPES[dtype],
                 "generator": "tests/parity/make_encoder_fixtures.py", "torch": torch.__version__,
                 "torchvision": torchvision.__version__}
         path = os.path.join(HERE, "fixtures", "encoders_%s.safetensors" % suffix)

@@ -15,6 +15,8 @@ import os
 
 import torch
 
+from safetensors_file import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PRECISIONS = ((torch.float64, "f64"), (torch.float32, "f32"))
 THRESHOLDS = (0.95, 0.99, 0.999)
@@ -109,27 +111,6 @@ def make_cases(gen):
     return cases
 
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.int64: "I64"}
-
-
-def save(path, tensors, metadata):
-    """safetensors: 8-byte header length, the JSON header (names sorted, padded with spaces to 8 bytes), data."""
-    header, parts, pos = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [pos, pos + len(raw)]}
-        parts.append(raw)
-        pos += len(raw)
-    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(len(head).to_bytes(8, "little"))
-        f.write(head)
-        f.write(b"".join(parts))
-    os.replace(path + ".tmp", path)
-
-
 def main():
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(20240611)
@@ -150,7 +131,7 @@ def main():
     meta = {"cases": json.dumps(meta_cases, sort_keys=True), "generator": "tests/parity/make_feature_fixtures.py",
             "torch": torch.__version__}
     path = os.path.join(HERE, "fixtures", "feature_stats.safetensors")
-    save(path, out, meta)
+    write_safetensors(path, out, meta)
     print("%s: %d tensors, %d bytes" % (path, len(out), os.path.getsize(path)))
 
 

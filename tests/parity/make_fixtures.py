@@ -19,6 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from safetensors_file import TORCH_DTYPES, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -171,30 +173,6 @@ def run(c, gen):
     return out, options
 
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.int64: "I64"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """The safetensors layout as dino writes it: tensors in name order, the header padded with spaces."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().cpu()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = metadata
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(len(text).to_bytes(8, "little"))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
 def main():
     # torch warns that an even kernel with padding='same' pads a copy of the input; that is the point of the case.
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
@@ -210,7 +188,7 @@ def main():
         all_options[c["name"]] = options
     os.makedirs(os.path.join(HERE, "fixtures"), exist_ok=True)
     for dtype, suffix in ((torch.float64, "f64"), (torch.float32, "f32")):
-        meta = {"cases": json.dumps(all_options, sort_keys=True), "dtype": DTYPES[dtype],
+        meta = {"cases": json.dumps(all_options, sort_keys=True), "dtype": TORCH_DTYPES[dtype],
                 "generator": "tests/parity/make_fixtures.py", "torch": torch.__version__}
         path = os.path.join(HERE, "fixtures", "layers_%s.safetensors" % suffix)
         write_safetensors(path, files[dtype], meta)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from make_fixtures import write_safetensors
+from safetensors_file import write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

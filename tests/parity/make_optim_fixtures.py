@@ -17,6 +17,8 @@ import os
 
 import torch
 
+from safetensors_file import TORCH_DTYPES, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Registration order = named_parameters() order. Groups: weights = conv.weight, lin.weight, tok (3-D, as a
@@ -115,25 +117,6 @@ def run(case, init, grads, dtype):
     return tensors, options
 
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32"}
-
-
-def write_safetensors(path, tensors, metadata):
-    """Tensors sorted by name, little-endian, the JSON header padded with spaces to a multiple of 8."""
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
-    os.replace(path + ".tmp", path)
-
-
 def main():
     init, grads = draw()
     for dtype, suffix in ((torch.float64, "f64"), (torch.float32, "f32")):
@@ -148,7 +131,7 @@ def main():
             tensors.update(t)
             cases[name] = options
         meta = {"params": json.dumps(PARAMS), "steps": json.dumps([sorted(g) for g in grads]),
-                "cases": json.dumps(cases, sort_keys=True), "dtype": DTYPES[dtype],
+                "cases": json.dumps(cases, sort_keys=True), "dtype": TORCH_DTYPES[dtype],
                 "generator": "tests/parity/make_optim_fixtures.py", "torch": torch.__version__}
         path = os.path.join(HERE, "fixtures", "optim_%s.safetensors" % suffix)
         write_safetensors(path, tensors, meta)

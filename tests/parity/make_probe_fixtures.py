@@ -18,6 +18,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from safetensors_file import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIN = dict(n_train=100, n_valid=40, embed=16, n_classes=5, batch_size=32, epochs=2, lr=1e-3, beta1=0.9, beta2=0.999,
            eps=1e-8, weight_decay=0.01)
@@ -109,27 +111,6 @@ def std_case(gen, out):
                     p + "/std/train_out": (tr - mean) / std, p + "/std/valid_out": (va - mean) / std})
 
 
-DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.int64: "I64"}
-
-
-def save(path, tensors, metadata):
-    """safetensors: 8-byte header length, the JSON header (names sorted, padded with spaces to 8 bytes), data."""
-    header, parts, pos = {"__metadata__": metadata}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        raw = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [pos, pos + len(raw)]}
-        parts.append(raw)
-        pos += len(raw)
-    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    head += b" " * (-len(head) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(len(head).to_bytes(8, "little"))
-        f.write(head)
-        f.write(b"".join(parts))
-    os.replace(path + ".tmp", path)
-
-
 def main():
     torch.set_num_threads(1)
     gen = torch.Generator().manual_seed(20240607)
@@ -141,7 +122,7 @@ def main():
             "std": json.dumps(STD, sort_keys=True), "generator": "tests/parity/make_probe_fixtures.py",
             "torch": torch.__version__}
     path = os.path.join(HERE, "fixtures", "probe.safetensors")
-    save(path, out, meta)
+    write_safetensors(path, out, meta)
     print("%s: %d tensors, %d bytes" % (path, len(out), os.path.getsize(path)))
 
 

@@ -44,49 +44,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from safetensors_file import write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_ROOT = os.path.join(HERE, "fixtures", "steps")
 
 ###################################################################################################################
-# safetensors (our own minimal reader and writer: the `safetensors` package is not a dependency)
+# safetensors (our own minimal reader and, in safetensors_file.py, writer: the `safetensors` package is not a
+# dependency)
 ###################################################################################################################
 
 _ST_DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "I64": np.dtype("<i8"), "I32": np.dtype("<i4")}
 
 
-def _st_name(a):
-    for name, dt in _ST_DTYPES.items():
-        if a.dtype == dt:
-            return name
-    raise ValueError(f"unsupported dtype {a.dtype}")
-
-
 def st_write(path, tensors, metadata=None):
-    """tensors: {name: numpy array or torch tensor}; written in name order, header padded with spaces to 8 bytes,
-    data row-major little-endian, __metadata__ {"format": "pt", ...}."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        a = tensors[name]
-        if isinstance(a, torch.Tensor):
-            a = a.detach().cpu().contiguous().numpy()
-        a = np.asarray(a)  # (np.ascontiguousarray would turn a 0-dim counter into shape [1])
-        a = np.require(a.astype(a.dtype.newbyteorder("<"), copy=False), requirements="C")
-        data = a.tobytes(order="C")
-        header[name] = {"dtype": _st_name(a), "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+    """tensors: {name: numpy array or torch tensor}; __metadata__ {"format": "pt", ...} with the values as strings."""
     meta = {"format": "pt"}
     meta.update(metadata or {})
-    header["__metadata__"] = {k: str(v) for k, v in meta.items()}
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
+    write_safetensors(path, tensors, {k: str(v) for k, v in meta.items()})
 
 
 def st_read(path):

@@ -13,7 +13,6 @@ uint8 [H, W, 3], or float32 / float64 [3, H, W] for ToTensor + Normalize). Metad
 """
 import json
 import os
-import struct
 import zlib
 
 import numpy as np
@@ -21,6 +20,8 @@ import torch
 import torchvision
 import torchvision.transforms.functional as F
 from PIL import Image
+
+from safetensors_file import write_safetensors
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures", "transforms.safetensors")
@@ -165,26 +166,6 @@ tables["resize"] = resize_rows
 
 
 # --- a minimal safetensors writer -----------------------------------------------------------------------------
-def write_safetensors(path, named, metadata):
-    dtypes = {np.dtype(np.uint8): "U8", np.dtype(np.float32): "F32", np.dtype(np.float64): "F64"}
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name in sorted(named):
-        a = np.ascontiguousarray(named[name])
-        data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": dtypes[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
 meta = {"cases": json.dumps(cases, sort_keys=True), "tables": json.dumps(tables, sort_keys=True),
         "versions": f"torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {Image.__version__}"}
 os.makedirs(os.path.dirname(OUT), exist_ok=True)
