@@ -173,11 +173,12 @@ inline bool summary_takes_max(const std::string& name) {
 // event files already in dir are left alone. Resumed logger (resume = true): the rows of metrics.jsonl and
 // histograms.jsonl whose step is > resume_step are dropped (and a torn last line that a crash left behind), and
 // of the others only the first keep_rows / keep_histogram_rows when those are >= 0 (rows() and histogram_rows()
-// at the time of the checkpoint: several rows may share the checkpoint's step), metrics.csv and summary.json are rebuilt from the rows kept, and later rows are appended; a run resumed at the
-// step of its checkpoint thus ends with the same metrics.jsonl, metrics.csv, summary.json and histograms.jsonl,
-// byte for byte, as an uninterrupted run. TensorBoard gets a new event file that opens with a SessionLog START at
-// resume_step + 1: TensorBoard merges the files of a folder and, on that marker, discards the older files' events
-// at steps > resume_step.
+// at the time of the checkpoint: several rows may share the checkpoint's step); metrics.csv and summary.json are
+// rebuilt from the rows kept, and later rows are appended. A run resumed at the step of its checkpoint thus ends
+// with the same metrics.jsonl, metrics.csv, summary.json and histograms.jsonl, byte for byte, as an
+// uninterrupted run. TensorBoard gets a new event file that opens with a SessionLog START at resume_step + 1:
+// TensorBoard merges the files of a folder and, on that marker, discards the older files' events at steps
+// > resume_step.
 class MetricsLogger {
  public:
   explicit MetricsLogger(const std::string& dir, bool resume = false, std::int64_t resume_step = 0,
