@@ -1,7 +1,8 @@
 // dino: trains a vision encoder with DINO as the testbed's dino.py does (spec §1, §9): the same flags,
 // defaults and JSON configurations; results in <results_dir>/DINO/<run id>/. --resume <run dir or checkpoint>
 // continues a run; SIGINT/SIGTERM save the run's position and stop it. Exit codes: 0 done, 1 runtime error,
-// 2 usage error (nothing is written then), 128 + signal number when a signal stopped the run.
+// 2 usage error, 128 + signal number when a signal stopped the run. The run's folder appears only once its
+// data, models and checkpoints have loaded: an error before that leaves nothing behind.
 #include <dino/cpu.hpp>
 
 #include <unistd.h>
@@ -12,7 +13,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "dino/io/file.hpp"
 #include "dino/train/cli.hpp"
 #include "train_run.hpp"
 
@@ -114,6 +114,17 @@ Config resumed_config(const Resume& r, const CommandLine& cl) {
   return c;
 }
 
+// A combination of flags that gives no model (VGG on 28x28 crops, --enc_norm_layer on Flatten) is a usage
+// error, reported before anything is written.
+void check_configured_model(const Config& c) {
+  try {
+    check_model_config<float, Cpu>(c, multicrop_preset(c.mc).sizes());
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    throw UsageError(what.rfind("--", 0) == 0 ? what : "--enc " + c.enc + " with --mc " + c.mc + ": " + what);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,7 +133,11 @@ int main(int argc, char** argv) {
   Resume resume;
   try {
     cl = parse_command_line(std::vector<std::string>(argv + 1, argv + argc), {"resume"}, &extra);
-    if (extra.count("resume")) resume = resolve_resume(extra["resume"], cl);
+    if (extra.count("resume")) {
+      resume = resolve_resume(extra["resume"], cl);
+    } else if (!cl.help) {
+      check_configured_model(cl.config);
+    }
   } catch (const UsageError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
@@ -146,22 +161,16 @@ int main(int argc, char** argv) {
       dir = results_root(c) + "/DINO/" + run_id();
     }
     if (c.n_threads > 0) Ctx<Cpu>(static_cast<int>(c.n_threads));
-    fs::create_directories(dir);
-    io::write_file_atomic(dir + "/config.json", to_json(c).dump(2) + "\n");
     install_signal_handlers();
     const std::function<bool()> should_stop = [] { return g_signal != 0; };
     cli_tool::ProbeResults probes;
     bool finished = false;
 #ifdef DINO_CLI_WITH_CUDA
-    if (!c.force_cpu && cli_tool::cuda_device_count() > 0) {
-      std::fprintf(stderr, "dino: %s on the GPU; results in %s\n", resume.checkpoint.empty() ? "training" : "resuming", dir.c_str());
+    if (!c.force_cpu && cli_tool::cuda_device_count() > 0)
       finished = cli_tool::train_cuda(c, dir, resume.checkpoint, should_stop, probes);
-    } else
+    else
 #endif
-    {
-      std::fprintf(stderr, "dino: %s on the CPU; results in %s\n", resume.checkpoint.empty() ? "training" : "resuming", dir.c_str());
       finished = cli_tool::train<Cpu>(c, dir, resume.checkpoint, should_stop, probes);
-    }
     if (!finished) {
       std::fprintf(stderr, "dino: stopped by signal %d; the run's position is in %s/last.safetensors; continue with: "
                    "dino --resume %s\n", static_cast<int>(g_signal), dir.c_str(), dir.c_str());

@@ -13,21 +13,28 @@
 
 namespace dino::cli_tool {
 
-// One line per epoch, redrawn in place on a terminal: step, loss, images/s, ETA.
+// One line per epoch, redrawn in place on a terminal: step, loss, images/s, ETA. The rate counts the time
+// from one step's end to the next (so the first step of an epoch counts too), less the validations.
 class Progress {
+  using clock = std::chrono::steady_clock;
+
  public:
-  explicit Progress(std::int64_t bs) : bs_(bs), tty_(::isatty(STDERR_FILENO) != 0) {}
+  Progress() : tty_(::isatty(STDERR_FILENO) != 0), last_(clock::now()) {}
+  // A validation has just ended: its time is not training time.
+  void skip() { last_ = clock::now(); }
   void step(std::int64_t epoch, std::int64_t b, std::int64_t steps, const StepResult& r) {
-    using clock = std::chrono::steady_clock;
+    const clock::time_point now = clock::now();
     if (epoch != epoch_) {  // the first batch of an epoch (not batch 0 when a run resumes mid-epoch)
       epoch_ = epoch;
-      first_ = b;
-      start_ = clock::now();
+      done_ = images_ = 0;
+      busy_ = 0;
     }
-    const double s = std::chrono::duration<double>(clock::now() - start_).count();
-    const std::int64_t done = b + 1 - first_;
-    const double rate = s > 0 ? static_cast<double>(done * bs_) / s : 0.0;
-    const double eta = s / static_cast<double>(done) * static_cast<double>(steps - b - 1);
+    busy_ += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    ++done_;
+    images_ += r.images;
+    const double rate = busy_ > 0 ? static_cast<double>(images_) / busy_ : 0.0;
+    const double eta = busy_ / static_cast<double>(done_) * static_cast<double>(steps - b - 1);
     const bool last = b + 1 == steps;
     if (!tty_ && !last) return;
     std::fprintf(stderr, "%sepoch %lld [%lld/%lld] loss %.4f  %.0f img/s  ETA %.0fs%s", tty_ ? "\r" : "",
@@ -36,9 +43,10 @@ class Progress {
   }
 
  private:
-  std::int64_t bs_, epoch_ = -1, first_ = 0;
+  std::int64_t epoch_ = -1, done_ = 0, images_ = 0;
   bool tty_;
-  std::chrono::steady_clock::time_point start_;
+  double busy_ = 0;  // seconds of training in this epoch so far
+  clock::time_point last_;
 };
 
 // What the command prints at the end: the last validation's probe accuracies.
@@ -53,19 +61,29 @@ inline void print_validation(const std::string& when, const std::map<std::string
     if (k.rfind("probe/", 0) == 0) last[k] = v;
 }
 
+// Sets the run up (the results folder appears once it has loaded), says where it goes, then trains.
+template <class T, class B>
+bool set_up_and_fit(const Config& c, const std::string& dir, const RunCallbacks& cb, const std::string& resume_from) {
+  TrainingRun<T, B> run(c, dir, cb, resume_from);
+  std::fprintf(stderr, "dino: %s on the %s in %s; results in %s\n", resume_from.empty() ? "training" : "resuming",
+               std::string(B::name) == "cuda" ? "GPU" : "CPU", sizeof(T) == 8 ? "float64" : "float32", dir.c_str());
+  return run.fit();
+}
+
 // Trains (or resumes) on backend B in the configured precision; false when should_stop ended the run early.
 template <class B>
 bool train(const Config& c, const std::string& dir, const std::string& resume_from,
            const std::function<bool()>& should_stop, ProbeResults& probes) {
-  Progress progress(c.bs_train);
+  Progress progress;
   RunCallbacks cb;
   cb.on_step = [&](std::int64_t e, std::int64_t b, std::int64_t steps, const StepResult& r) { progress.step(e, b, steps, r); };
   cb.on_validation = [&](const std::string& when, const std::map<std::string, double>& m) {
     print_validation(when, m, probes);
+    progress.skip();
   };
   cb.should_stop = should_stop;
-  if (c.float64) return TrainingRun<double, B>(c, dir, cb, resume_from).fit();
-  return TrainingRun<float, B>(c, dir, cb, resume_from).fit();
+  if (c.float64) return set_up_and_fit<double, B>(c, dir, cb, resume_from);
+  return set_up_and_fit<float, B>(c, dir, cb, resume_from);
 }
 
 #ifdef DINO_CLI_WITH_CUDA

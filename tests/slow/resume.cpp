@@ -39,12 +39,20 @@ std::string bytes(const fs::path& p) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
-// The files of a run folder, name -> bytes (event files aside: they are named by the clock).
+// The files of a run folder, name -> bytes (event files aside: they are named by the clock; config.json
+// without its line "logdir", which names the folder).
 std::map<std::string, std::string> files_of(const fs::path& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string n = e.path().filename().string();
-    if (n.find("tfevents") == std::string::npos) out[n] = bytes(e.path());
+    if (n.find("tfevents") != std::string::npos) continue;
+    std::string data = bytes(e.path());
+    if (n == "config.json") {
+      const std::size_t at = data.find("\n  \"logdir\": ");
+      REQUIRE(at != std::string::npos);
+      data.erase(at, data.find('\n', at + 1) - at);
+    }
+    out[n] = data;
   }
   return out;
 }
@@ -95,7 +103,7 @@ TEST_CASE("resume: with gradient accumulation, a teacher copied every epoch and 
   c.validation_freq = {false, 2};
   c.probing_epochs = 0;  // the probes' own determinism is tested in tests/unit/probe.cpp; here they would only cost
   c.probing_k = 0;
-  c.bs_eval = 2000;
+  c.bs_eval = 500;  // the validation's feature figures grow with (bs_eval x crops)^2
   c.log_every = 2;
   c.save_ckpt = {"loss_max", "rank_min"};
   check_resume(c, {2, 8});  // mid-epoch 0; after epoch 1's end (its validation)
@@ -107,7 +115,7 @@ TEST_CASE("resume: a run that died in its validation after training, its row wri
   c.validation_freq = {false, 2};  // the last epoch's end and the end of fit both validate, at the same step
   c.probing_epochs = 0;
   c.probing_k = 0;
-  c.bs_eval = 2000;
+  c.bs_eval = 500;  // the validation's feature figures grow with (bs_eval x crops)^2
   testing::TempDir tmp("dino-resume-final");
   const fs::path ref = tmp / "uninterrupted", dir = tmp / "crashed";
   CHECK(TrainingRun<float, Cpu>(c, ref.string()).fit());

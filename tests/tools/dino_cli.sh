@@ -29,7 +29,27 @@ grep -q "^results: $first" first.out || fail "the results folder is not printed"
 "$dino" --from_json "$first/config.json" > again.out
 again=$(sed -n 's/^results: //p' again.out)
 [[ -d $again && $again != "$first" && $again == first/DINO/* ]] || fail "the reloaded run is not beside the first"
-cmp "$first/config.json" "$again/config.json" || fail "config.json does not reload to itself"
+cmp <(grep -v '"logdir"' "$first/config.json") <(grep -v '"logdir"' "$again/config.json") ||
+  fail "config.json does not reload to itself"
+grep -q '"embed_dim": 64,' "$first/config.json" || fail "config.json does not record the embedding size"
+
+# Bad input: exit code 2 (usage) or 1 (a file), one line on stderr, and no results folder.
+bad() {
+  local want=$1 rc=0
+  shift
+  "$dino" "$@" > /dev/null 2> bad.err || rc=$?
+  [[ $rc == "$want" ]] || fail "'$*' exited with $rc instead of $want: $(cat bad.err)"
+  [[ $(wc -l < bad.err) == 1 ]] || fail "'$*' did not give one line: $(cat bad.err)"
+  [[ ! -e bad ]] || fail "'$*' wrote into the results folder"
+}
+bad 2 --results_dir bad --enc vgg11 --mc 2x28
+bad 2 --results_dir bad --enc Flatten --enc_norm_layer GroupNorm8 --mc 2x28
+bad 2 --results_dir bad --enc Flatten  # 128- and 96-pixel crops: two embedding sizes for one head
+bad 2 --results_dir bad --from_json tiny.json --opt_lr "CosSched(1"
+bad 1 --results_dir bad --from_json tiny.json --dataset MNIST --data_dir /nonexistent
+bad 1 --results_dir bad --from_json tiny.json --t_init t_ckpt --ckpt_path tiny.json
+bad 2 --resume bad
+bad 1 --resume tiny.json
 cmp "$first/metrics.jsonl" "$again/metrics.jsonl" || fail "the same configuration trained differently"
 
 # Stopped by SIGINT once a few steps are logged, then resumed.

@@ -141,6 +141,25 @@ TEST_CASE("DINO model: names, sizes and the default head on resnet18 (22,548,736
   CHECK(s.out_dim() == 12);
 }
 
+TEST_CASE("DINO model: configurations that give no model are found without building it") {
+  using testing::contains;
+  using testing::error_of;
+  const auto check = [](const std::string& enc, const std::string& mc, const std::string& norm = "") {
+    Config c;
+    c.enc = enc;
+    c.mc = mc;
+    if (!norm.empty()) c.enc_norm_layer = norm;
+    return error_of([&] { check_model_config<float, Cpu>(c, multicrop_preset(mc).sizes()); });
+  };
+  CHECK(check("resnet18", "2x128+4x96").empty());  // global average pooling: one embedding size for any crop
+  CHECK(check("vgg11", "2x32").empty());
+  CHECK(contains(check("vgg11", "2x28"), "needs images of at least 32x32"));
+  CHECK(contains(check("vgg11", "2x128+4x96"), "--enc vgg11 embeds the 128x128 crops of --mc 2x128+4x96 in 8192 "
+                                               "dimensions but its 96x96 crops in 4608"));
+  CHECK(contains(check("Flatten", "2x64+4x64", "BatchNorm"), "has no normalisation layer to replace"));
+  CHECK(check("Flatten", "2x64+4x64").empty());
+}
+
 // Two models of the same architecture, built and initialised by init_student_teacher.
 struct Pair {
   DinoModel<double, Cpu> student, teacher;

@@ -21,6 +21,11 @@ struct MultiCrop {
   // Crop indices seen by the teacher (the globals) and by the student (all crops).
   std::vector<int> teacher_idx() const { return indices(true); }
   std::vector<int> student_idx() const { return indices(false); }
+  std::vector<Index> sizes() const {
+    std::vector<Index> out;
+    for (const auto& c : crops) out.push_back(c.size);
+    return out;
+  }
 
  private:
   std::vector<int> indices(bool teacher) const {

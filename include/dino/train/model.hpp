@@ -35,6 +35,25 @@ inline ModelOptions model_options(const Config& c, Index img_size) {
   return o;
 }
 
+// Throws, naming the culprit, when the model of c cannot be built for its crops: an encoder that needs larger
+// images (VGG on 28x28), a norm override without a norm to replace, or crop sizes that the encoder embeds in
+// different sizes (VGG's embedding depends on the input size) while the head takes one. Only shapes are
+// registered, nothing is allocated: the command runs this before it writes anything.
+template <class T, class B>
+void check_model_config(const Config& c, const std::vector<Index>& crop_sizes) {
+  Index first = 0, first_size = 0;
+  for (const Index size : crop_sizes) {
+    ModelState<T, B> shapes_only;
+    EncoderOptions o = model_options(c, size).enc;
+    o.prefix = "enc";
+    const Index e = make_encoder<T, B>(shapes_only, o)->embed_dim();
+    DINO_CHECK(first == 0 || e == first, "--enc ", c.enc, " embeds the ", first_size, "x", first_size, " crops of --mc ",
+               c.mc, " in ", first, " dimensions but its ", size, "x", size, " crops in ", e,
+               ": the head takes one embedding size");
+    if (first == 0) first = e, first_size = size;
+  }
+}
+
 // What one forward pass over a list of crops keeps for its backward pass; reused from step to step.
 template <class T, class B>
 struct ModelPass {

@@ -18,6 +18,7 @@
 #include "dino/data/datasets.hpp"
 #include "dino/data/loader.hpp"
 #include "dino/io/checkpoint.hpp"
+#include "dino/io/file.hpp"
 #include "dino/io/metrics.hpp"
 #include "dino/io/svg_plot.hpp"
 #include "dino/probe/prober.hpp"
@@ -53,13 +54,15 @@ class TrainingRun {
  public:
   using TensorT = Tensor<T, B>;
 
-  // c must have its seed resolved; logdir is created. With `resume_from` (a checkpoint this class wrote for
-  // the same configuration), the models, the optimizer, the loop position and the metric files continue
-  // from it: the run then ends exactly as an uninterrupted one (same thread count and backend).
+  // c must have its seed resolved; logdir is created, with config.json (c, re-loadable by --from_json). With
+  // `resume_from` (a checkpoint this class wrote for the same configuration), the models, the optimizer, the
+  // loop position and the metric files continue from it: the run then ends exactly as an uninterrupted one
+  // (same thread count and backend).
   TrainingRun(const Config& c, std::string logdir, RunCallbacks callbacks = {}, const std::string& resume_from = "")
       : c_(c), logdir_(std::move(logdir)), cb_(std::move(callbacks)), mc_(multicrop_preset(c.mc)) {
     DINO_CHECK(c.seed.has_value(), "a run needs a resolved seed");
     c_.validate();
+    check_model_config<T, B>(c_, mc_.sizes());
     seed_ = static_cast<std::uint64_t>(*c.seed);
     const std::string data_dir = resolve_data_dir(c.data_dir);
     train_set_ = load_dataset(c.dataset, Split::train, data_dir);
@@ -77,7 +80,10 @@ class TrainingRun {
                " training batches of an epoch (steps per epoch must be a whole number)");
     trainer_ = std::make_unique<DinoTrainer<T, B>>(c, *student_, *teacher_, batchaccum_, batches / batchaccum_);
     if (!resume_from.empty()) resume(resume_from);
+    // The folder appears only once the data, the models and the checkpoint have loaded: a bad input leaves
+    // nothing behind.
     std::filesystem::create_directories(logdir_);
+    io::write_file_atomic(logdir_ + "/config.json", resolved_config().dump(2) + "\n");
     metrics_ = std::make_unique<io::MetricsLogger>(logdir_, !resume_from.empty(), pos_.global_step, pos_.metric_rows,
                                                    pos_.histogram_rows);
     trackers_ = std::make_unique<RunTrackers<T, B>>(c_, *student_, *teacher_, *trainer_, test_set_, logdir_,
@@ -155,6 +161,28 @@ class TrainingRun {
   }
 
  private:
+  // config.json: the configuration with what the run derived from it (spec §1.3: defaults resolved from the
+  // data and the encoder, the crops, the folder). It reloads with --from_json to the same run.
+  nlohmann::json resolved_config() const {
+    nlohmann::json j = to_json(c_);
+    const HeadOptions& head = student_->options().head;
+    j["hid_dims"] = head.hid_dims;
+    j["l2bot_dim"] = head.l2bot_dim;
+    j["out_dim"] = head.out_dim;
+    j["batchaccum"] = batchaccum_;
+    if (!c_.n_classes && !c_.inputs_as_logits) j["n_classes"] = train_set_.info.classes;
+    j["img_size"] = train_set_.h;
+    j["ds_classes"] = train_set_.info.classes;
+    j["embed_dim"] = student_->embed_dim();
+    nlohmann::json crops = nlohmann::json::array();
+    for (const CropSpec& crop : mc_.crops)
+      crops.push_back({{"name", crop.name}, {"out_size", crop.size}, {"min_scale", crop.min_scale},
+                       {"max_scale", crop.max_scale}, {"teacher", crop.teacher}, {"student", crop.student}});
+    j["mc_spec"] = crops;
+    j["logdir"] = std::filesystem::absolute(logdir_).lexically_normal().string();
+    return j;
+  }
+
   // Copies a batch's crops (and, when supervised, its targets) to the backend; the tensors are reused.
   std::vector<const TensorT*> upload(const Batch<T>& batch, StepTargets<T, B>& targets) {
     crops_.resize(batch.crops.size());

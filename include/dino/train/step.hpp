@@ -41,6 +41,7 @@ struct StepResult {
   double lr_used = 0;        // the optimizer's learning rate: lr * bs_train * batchaccum / 256 (A5)
   bool optimizer_step = false;
   double grad_norm = NAN;    // global norm before clipping (NaN when clipping is off or no step was taken)
+  Index images = 0;          // images in the micro-batch
 };
 
 template <class T, class B>
@@ -113,6 +114,7 @@ class DinoTrainer {
     DINO_CHECK(crops.size() == mc_.crops.size(), "a batch of ", crops.size(), " crops for --mc ", c_.mc, ", which has ",
                mc_.crops.size());
     StepResult r;
+    r.images = crops[0]->shape()[0];
     r.sched = scheduled(global_step_);
     const ScheduledValues& v = r.sched;
     apply_schedules(global_step_);
