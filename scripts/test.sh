@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, configures, builds and runs every test (the README's test command; .ci/run calls
-# it). The CUDA backend is compiled whenever nvcc is found; its tests report "skipped" without a GPU.
+# it). The CUDA backend is compiled whenever nvcc is found; its tests report "skipped" without a GPU. Debian's
+# PyTorch is installed too, for the test that loads a checkpoint of `dino` in PyTorch (DINO_TEST_TORCH=0: not
+# installed, and that test reports "skipped").
 #   scripts/test.sh [ctest arguments, e.g. -L gradcheck]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DINO_BUILD_DIR:-$root/build}
 jobs=${DINO_JOBS:-$(nproc)}
-"$root/scripts/install-deps.sh"
+torch=(--torch-test)
+[[ ${DINO_TEST_TORCH:-1} == 0 ]] && torch=()
+"$root/scripts/install-deps.sh" "${torch[@]}"
 # nvcc lives outside PATH on some setups.
 if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then export PATH=/usr/local/cuda/bin:$PATH; fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDINO_CUDA="${DINO_CUDA:-AUTO}"
