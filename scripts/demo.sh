@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: installs what is missing, builds `dino`, trains DINO on Fashion-MNIST with
-# configs/demo.json (convnet_32_2, 6 epochs: about 10 minutes on 2 cores), and prints the teacher's and the
-# student's kNN and linear-probe accuracy next to the kNN accuracy of the raw pixels, and where the
-# results are. Idempotent; extra arguments go to `dino` (e.g. scripts/demo.sh --n_epochs 1).
+# configs/demo.json (convnet_32_2 with mlp_bn, 6 epochs: about 11 minutes on 2 cores once built), and prints
+# the teacher's and the student's kNN and linear-probe accuracy next to the kNN accuracy of the raw pixels,
+# and where the results are. Idempotent; extra arguments go to `dino` (e.g. scripts/demo.sh --n_epochs 1).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${DINO_BUILD_DIR:-$root/build}
