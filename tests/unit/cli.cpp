@@ -114,6 +114,7 @@ TEST_CASE("cli: malformed invocations name the flag, the value and what is allow
       {{"--bs_train", "1", "2"}, "unexpected argument '2'"},
       {{"--opt", "adagrad"}, "--opt: invalid choice 'adagrad'"},
       {{"--dataset", "ImageNet"}, "--dataset"},
+      {{"--enc", "resnet19"}, "--enc: invalid choice 'resnet19'"},
       {{"--mc", "3x32"}, "--mc"},
       {{"--enc_norm_layer", "BN"}, "--enc_norm_layer"},
       {{"--loss", "ce"}, "--loss"},

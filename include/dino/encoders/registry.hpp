@@ -1,5 +1,5 @@
 // The encoder registry (safelix/dinopl:configuration.py get_encoder with the seed README's names, spec A3):
-// --enc name -> encoder, and the list of names for --help.
+// --enc name -> encoder.
 #pragma once
 #include <memory>
 #include <string>
@@ -7,32 +7,11 @@
 
 #include "dino/encoders/convnet.hpp"
 #include "dino/encoders/flatten.hpp"
+#include "dino/encoders/names.hpp"
 #include "dino/encoders/resnet.hpp"
 #include "dino/encoders/vgg.hpp"
 
 namespace dino {
-
-// Every accepted --enc value: convnet_{16,32}_{1..5}{,e}, ConvNet, resnet18/34/20/56, ResNet, vgg11 ...
-// vgg19_bn, VGG, Flatten, flatten.
-inline const std::vector<std::string>& encoder_names() {
-  static const std::vector<std::string> names = [] {
-    std::vector<std::string> n;
-    for (const char* w : {"16", "32"})
-      for (int d = 1; d <= 5; ++d)
-        for (const char* e : {"", "e"}) n.push_back(std::string("convnet_") + w + "_" + std::to_string(d) + e);
-    n.push_back("ConvNet");
-    for (const char* r : {"resnet18", "resnet34", "resnet20", "resnet56", "ResNet"}) n.push_back(r);
-    for (const char* v : {"vgg11", "vgg13", "vgg16", "vgg19"}) {
-      n.push_back(v);
-      n.push_back(std::string(v) + "_bn");
-    }
-    n.push_back("VGG");
-    n.push_back("Flatten");
-    n.push_back("flatten");
-    return n;
-  }();
-  return names;
-}
 
 // The encoder o.name describes, its parameters registered in state under o.prefix (state is then finalized
 // by the caller, and the encoder's reset_parameters gives PyTorch's construction-time values). Throws for an

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "dino/core/error.hpp"
+#include "dino/encoders/names.hpp"
 #include "dino/optim/schedule.hpp"
 
 namespace dino {
@@ -166,7 +167,7 @@ struct Config {
     v(augs, "augs", "Augmentations applied once per image, as a list or joined by '_'.");
     v(per_crop_augs, "per_crop_augs", "Augmentations applied to each crop, as a list or joined by '_'.");
     v.group("Model");
-    v(enc, "enc", "Encoder.");
+    v(enc, "enc", "Encoder.", encoder_names());
     v(enc_norm_layer, "enc_norm_layer", "Replace the normalisation layers of the encoder.",
       L{"BatchNorm", "InstanceNorm", "GroupNorm8", "LayerNorm", "Identity"});
     v(tiny_input, "tiny_input", "ResNet stem for small images (3x3 conv, no max-pool).");
