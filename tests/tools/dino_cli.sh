@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The dino command end to end on a small Fashion-MNIST subset: a run writes its results folder; its config.json
 # repeats it exactly; a run stopped by SIGINT and resumed ends with the same checkpoint and metrics, byte for
-# byte; --resume refuses flags that would change the run.
+# byte; --resume refuses flags that would change the run; bad input exits with one line and writes nothing.
 #   tests/tools/dino_cli.sh <dino binary> <work dir>
 set -euo pipefail
 dino=$1
@@ -32,6 +32,7 @@ again=$(sed -n 's/^results: //p' again.out)
 cmp <(grep -v '"logdir"' "$first/config.json") <(grep -v '"logdir"' "$again/config.json") ||
   fail "config.json does not reload to itself"
 grep -q '"embed_dim": 64,' "$first/config.json" || fail "config.json does not record the embedding size"
+cmp "$first/metrics.jsonl" "$again/metrics.jsonl" || fail "the same configuration trained differently"
 
 # Bad input: exit code 2 (usage) or 1 (a file), one line on stderr, and no results folder.
 bad() {
@@ -50,7 +51,6 @@ bad 1 --results_dir bad --from_json tiny.json --dataset MNIST --data_dir /nonexi
 bad 1 --results_dir bad --from_json tiny.json --t_init t_ckpt --ckpt_path tiny.json
 bad 2 --resume bad
 bad 1 --resume tiny.json
-cmp "$first/metrics.jsonl" "$again/metrics.jsonl" || fail "the same configuration trained differently"
 
 # Stopped by SIGINT once a few steps are logged, then resumed.
 "$dino" --from_json tiny.json --results_dir again2 > stopped.out 2> stopped.err &
@@ -78,4 +78,8 @@ fi  # rc 0: it finished before the signal came; the comparison below still holds
 for f in metrics.jsonl metrics.csv summary.json; do
   cmp "$first/$f" "$stopped/$f" || fail "$f differs after stop and resume"
 done
+# The checkpoint's tensors (its header differs: the configuration it records has --n_workers 2).
+tensors_of() { tail -c +$((9 + $(od -An -tu8 -N8 "$1" | tr -d ' '))) "$1"; }
+cmp <(tensors_of "$first/last.safetensors") <(tensors_of "$stopped/last.safetensors") ||
+  fail "last.safetensors holds other tensors after stop and resume"
 echo "dino_cli: ok (the stopped run exited with $stop_rc)"
