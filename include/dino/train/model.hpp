@@ -50,7 +50,10 @@ void check_model_config(const Config& c, const std::vector<Index>& crop_sizes) {
     DINO_CHECK(first == 0 || e == first, "--enc ", c.enc, " embeds the ", first_size, "x", first_size, " crops of --mc ",
                c.mc, " in ", first, " dimensions but its ", size, "x", size, " crops in ", e,
                ": the head takes one embedding size");
-    if (first == 0) first = e, first_size = size;
+    if (first == 0) {
+      first = e;
+      first_size = size;
+    }
   }
 }
 
