@@ -115,13 +115,12 @@ Config resumed_config(const Resume& r, const CommandLine& cl) {
 }
 
 // A combination of flags that gives no model (VGG on 28x28 crops, --enc_norm_layer on Flatten) is a usage
-// error, reported before anything is written.
+// error, reported before anything is written. (TrainingRun repeats this shape-only check for library users.)
 void check_configured_model(const Config& c) {
   try {
     check_model_config<float, Cpu>(c, multicrop_preset(c.mc).sizes());
   } catch (const Error& e) {
-    const std::string what = e.what();
-    throw UsageError(what.rfind("--", 0) == 0 ? what : "--enc " + c.enc + " with --mc " + c.mc + ": " + what);
+    throw UsageError("--enc " + c.enc + " with --mc " + c.mc + ": " + e.what());
   }
 }
 
